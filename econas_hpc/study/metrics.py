@@ -1,0 +1,348 @@
+"""Pure metrics of the proxy-reliability study (spec section 8, supplement sections A, B, D).
+
+This module owns the numbers a user reads to decide which reduced setting to trust: Spearman,
+the tolerant Spearman of supplement B (two readings), the "entropy" rho_e of supplement D, the
+acceleration ratio (arithmetic and measured), order flips (supplement Table A1), the Pareto
+front of (rho_sp, acceleration), and the grouping of settings into lines along one factor.
+
+It is pure (numpy + scipy): no I/O, no torch, no h5py, no plotting. Accuracies are top-1 in
+percent (95.27, not 0.9527), because the tolerance band b is in percentage points.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple, TypeAlias
+
+import numpy as np
+from scipy.stats import rankdata
+
+from econas_hpc.errors import InvalidSettingError
+from econas_hpc.settings import CIFAR_BASE, Base, Setting
+
+DEFAULT_BAND = 0.15  # percentage points: about the run-to-run noise of CIFAR-10 (supplement B)
+FACTORS = ("c", "r", "s", "e")
+# One value per network (or per setting), as a list or a 1-D numpy array.
+Values: TypeAlias = "Sequence[float] | np.ndarray"
+_CANONICAL = re.compile(r"c(\d+)r(\d+)s(\d+)e(\d+)")
+
+
+def _paired(a: Values, b: Values) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two paired 1-D samples and return them as float arrays."""
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    if x.ndim != 1 or y.ndim != 1:
+        raise ValueError(f"expected 1-D sequences, got shapes {x.shape} and {y.shape}")
+    if x.size != y.size:
+        raise ValueError(f"length mismatch: {x.size} vs {y.size} values")
+    if x.size < 2:
+        raise ValueError(f"need at least 2 paired values, got {x.size}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("values must be finite (drop failed networks before ranking)")
+    return x, y
+
+
+def _check_band(band: float) -> float:
+    if not np.isfinite(band) or band < 0:
+        raise ValueError(f"band must be a finite number >= 0 (percentage points), got {band!r}")
+    return float(band)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation, NaN when either side is constant (as scipy returns)."""
+    dx = x - x.mean()
+    dy = y - y.mean()
+    denom = float(np.sqrt(np.dot(dx, dx) * np.dot(dy, dy)))
+    if denom == 0.0:
+        return float("nan")
+    # Clip: rounding can push a perfect correlation a hair past +-1.
+    return float(np.clip(np.dot(dx, dy) / denom, -1.0, 1.0))
+
+
+def spearman(a: Values, b: Values) -> float:
+    """Spearman rank correlation of two paired samples, ties handled as scipy does.
+
+    Reading: average ranks for ties, then the Pearson correlation of the ranks (spec 8.1); without
+    ties this equals 1 - 6 sum(d^2) / (n (n^2 - 1)).
+
+    Raises:
+        ValueError: different lengths, fewer than 2 values, or a non-finite value.
+
+    Returns:
+        rho in [-1, 1]; NaN when either sample is constant (no ranking to compare), as
+        `scipy.stats.spearmanr` returns, but without its warning.
+    """
+    x, y = _paired(a, b)
+    return _pearson(rankdata(x), rankdata(y))
+
+
+def _rho_from_d(d: np.ndarray) -> float:
+    n = d.size
+    return float(1.0 - 6.0 * float(np.dot(d, d)) / (n * (n * n - 1)))
+
+
+def tolerant_spearman(orig: Values, reduced: Values, band: float = DEFAULT_BAND) -> float:
+    """Tolerant Spearman (supplement B): swaps within the band in BOTH settings cost nothing.
+
+    Reading implemented (spec 8.2 interval-rank reconstruction, tightened to the supplement's
+    "within b in both original and reduced setting"):
+
+    1. Rank each setting (average ranks, ascending accuracy).
+    2. For network i, its band neighbours are N_i = {i} and every j with |orig_j - orig_i| < b
+       AND |reduced_j - reduced_i| < b.
+    3. Its original interval is [min, max] of the original ranks over N_i, its reduced interval
+       the same over the reduced ranks; d_i is the gap between the two intervals (0 if they
+       overlap).
+    4. rho = 1 - 6 sum(d_i^2) / (n (n^2 - 1)).
+
+    Why this reading: spec 8.2's one-sided interval (band in the original setting only) and a
+    two-sided interval built from each setting's own neighbours would both forgive a swap that
+    is within the band in just one setting; the supplement forgives a pair only when it is close
+    in both. Properties (tested): b = 0 equals `spearman` when there are no ties; a swap of two
+    networks within b in both settings costs nothing; a swap within b in only one setting costs
+    as much as in plain Spearman; the value is never below plain Spearman (no ties). With exact
+    ties the d^2 formula on average ranks differs slightly from `spearman`'s Pearson of ranks.
+
+    Raises:
+        ValueError: as `spearman`, or a negative / non-finite band.
+    """
+    x, y = _paired(orig, reduced)
+    b = _check_band(band)
+    rx, ry = rankdata(x), rankdata(y)
+    close = (np.abs(x[:, None] - x[None, :]) < b) & (np.abs(y[:, None] - y[None, :]) < b)
+    np.fill_diagonal(close, True)
+    # Masked min / max over each row's neighbours (inf where j is not a neighbour of i).
+    lo_x = np.where(close, rx[None, :], np.inf).min(axis=1)
+    hi_x = np.where(close, rx[None, :], -np.inf).max(axis=1)
+    lo_y = np.where(close, ry[None, :], np.inf).min(axis=1)
+    hi_y = np.where(close, ry[None, :], -np.inf).max(axis=1)
+    d = np.maximum(0.0, np.maximum(lo_y - hi_x, lo_x - hi_y))
+    return _rho_from_d(d)
+
+
+def _group_ranks(values: np.ndarray, band: float) -> np.ndarray:
+    """Average ranks after merging values within `band` into tie groups (single linkage)."""
+    order = np.argsort(values, kind="stable")
+    gaps = np.diff(values[order])
+    # A new group starts where the gap to the previous sorted value is >= band (exact ties merge).
+    new_group = (gaps >= band) & (gaps > 0)
+    group_of_sorted = np.concatenate(([0], np.cumsum(new_group)))
+    group = np.empty_like(group_of_sorted)
+    group[order] = group_of_sorted
+    return rankdata(group)  # equal group id -> equal (average) rank
+
+
+def tolerant_spearman_groups(orig: Values, reduced: Values, band: float = DEFAULT_BAND) -> float:
+    """Tolerant Spearman, the spec 8.2 "simpler alternative" (an option, not the default).
+
+    Reading: in each setting separately, sort the accuracies and merge neighbours whose gap is
+    below b into tie groups (single linkage, so a chain 0.1 + 0.1 apart is one group); every
+    member gets the group's average rank; then `spearman`-style Pearson of the ranks. b = 0
+    gives exactly `spearman` (ties included). NaN when every network falls in one group.
+    """
+    x, y = _paired(orig, reduced)
+    b = _check_band(band)
+    return _pearson(_group_ranks(x, b), _group_ranks(y, b))
+
+
+def entropy(values: Values, base: Values | None = None) -> float:
+    """The "entropy" rho_e of supplement D: how monotone a sequence of rho_sp values is.
+
+    Reading: the Spearman correlation between `values` (rho_sp of the settings along one factor,
+    in the order given) and an increasing base set (default 1..n; any strictly increasing base
+    gives the same result). +1 = strictly increasing, -1 = strictly decreasing, near 0 = no
+    trend; NaN for a constant sequence. Its sign depends on the order of the settings: with
+    `factor_lines` order (increasing budget), +1 means "more budget, better ranking".
+
+    Raises:
+        ValueError: fewer than 2 values, a non-finite value, or a base that is not strictly
+            increasing or has another length.
+    """
+    n = len(values)
+    ref = np.arange(1.0, n + 1.0) if base is None else np.asarray(base, dtype=float)
+    if ref.ndim == 1 and ref.size >= 2 and not np.all(np.diff(ref) > 0):
+        raise ValueError(f"base must be strictly increasing, got {ref.tolist()}")
+    return spearman(values, ref)
+
+
+def acceleration_ratio(
+    macs_orig: float,
+    macs_reduced: float,
+    samples_orig: float,
+    samples_reduced: float,
+    epochs_orig: float,
+    epochs_reduced: float,
+) -> float:
+    """Arithmetic acceleration ratio of a reduced setting over the original (spec 8.4).
+
+    Reading: training cost = MACs per image x training images per epoch x epochs, and the
+    ratio is cost(original) / cost(reduced). Backward passes scale the same way on both sides,
+    so they cancel. E.g. c4r4s0e60 vs c0r0s0e600 for DARTS_V2: 528e6 / 2.55e6 x 1 x 10 ~ 2070.
+
+    Raises:
+        ValueError: any argument that is not a finite number > 0.
+    """
+    args = {
+        "macs_orig": macs_orig, "macs_reduced": macs_reduced,
+        "samples_orig": samples_orig, "samples_reduced": samples_reduced,
+        "epochs_orig": epochs_orig, "epochs_reduced": epochs_reduced,
+    }  # fmt: skip
+    for name, value in args.items():
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    cost_orig = float(macs_orig) * float(samples_orig) * float(epochs_orig)
+    return cost_orig / (float(macs_reduced) * float(samples_reduced) * float(epochs_reduced))
+
+
+def measured_acceleration(gpu_s_orig: float, gpu_s_reduced: float) -> float:
+    """Measured acceleration: GPU-seconds of the original setting / GPU-seconds of the reduced.
+
+    Both should come from the same GPU type (report it next to the ratio).
+
+    Raises:
+        ValueError: a value that is not a finite number > 0.
+    """
+    for name, value in (("gpu_s_orig", gpu_s_orig), ("gpu_s_reduced", gpu_s_reduced)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(gpu_s_orig) / float(gpu_s_reduced)
+
+
+class OrderFlip(NamedTuple):
+    """A pair whose order differs between settings a and b (supplement Table A1)."""
+
+    better_in_a: str
+    better_in_b: str
+    margin_a: float  # accuracy lead of better_in_a in setting a (percentage points, > 0)
+    margin_b: float  # accuracy lead of better_in_b in setting b (percentage points, > 0)
+
+    @property
+    def size(self) -> float:
+        """Sum of both leads: how badly setting b misjudges the pair."""
+        return self.margin_a + self.margin_b
+
+
+def order_flips(
+    names: Sequence[str],
+    acc_a: Values,
+    acc_b: Values,
+    band: float = 0.0,
+) -> list[OrderFlip]:
+    """Pairs of networks whose order flips between setting a and setting b.
+
+    Reading: i and j flip when acc_a[i] > acc_a[j] and acc_b[j] > acc_b[i] (exact ties are never
+    flips). As in `tolerant_spearman`, a flip is dropped only when the pair is within `band` in
+    both settings (|margin| < band in a and in b). Sorted by `OrderFlip.size`, largest first,
+    then by names. Table A1: A (95.27 vs 94.58 at c0r0s0e600) and B (82.42 vs 86.21 at
+    c0r0s0e30) give OrderFlip("A", "B", 0.69, 3.79).
+
+    Raises:
+        ValueError: names of another length, duplicate names, or as `spearman`.
+    """
+    x, y = _paired(acc_a, acc_b)
+    if len(names) != x.size or len(set(names)) != len(names):
+        raise ValueError(f"need {x.size} distinct names, got {list(names)}")
+    b = _check_band(band)
+    flips: list[OrderFlip] = []
+    for i in range(x.size):
+        for j in range(x.size):
+            ma, mb = x[i] - x[j], y[j] - y[i]
+            if ma > 0 and mb > 0 and not (ma < b and mb < b):
+                flips.append(OrderFlip(names[i], names[j], float(ma), float(mb)))
+    flips.sort(key=lambda f: (-f.size, f.better_in_a, f.better_in_b))
+    return flips
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point dominates, maximising both coordinates.
+
+    Points are (rho_sp, acceleration). j dominates i when j is >= i in both and > in one;
+    equal points do not dominate each other, so both stay. Points with a NaN are never on the
+    front (and dominate nothing). Returns indices in ascending order.
+    """
+    arr = np.asarray(points, dtype=float).reshape(-1, 2)
+    valid = np.all(np.isfinite(arr), axis=1)
+    front: list[int] = []
+    for i in np.flatnonzero(valid):
+        others = arr[valid]
+        ge = np.all(others >= arr[i], axis=1)
+        gt = np.any(others > arr[i], axis=1)
+        if not np.any(ge & gt):
+            front.append(int(i))
+    return front
+
+
+def budget_key(factor: str, value: int) -> tuple[int, int]:
+    """Sort key giving increasing training budget along one factor.
+
+    c, r, s are divisors with 0 = no reduction (the largest budget): c8 < c4 < c2 < c1 < c0.
+    e is the absolute epoch count: e30 < e60 < e600.
+    """
+    if factor == "e":
+        return (0, value)
+    return (1, 0) if value == 0 else (0, -value)
+
+
+def factor_level(setting: str, factor: str) -> int:
+    """The value of one factor ("c", "r", "s" or "e") in a setting string such as "c4r4s0e60".
+
+    Only the notation is checked (not whether the setting can be built for a dataset).
+
+    Raises:
+        InvalidSettingError: a string not of the form cXrYsZeW, or an unknown factor.
+    """
+    match = _CANONICAL.fullmatch(setting.strip())
+    if match is None or factor not in FACTORS:
+        raise InvalidSettingError(
+            f"cannot read factor {factor!r} of setting {setting!r}; expected a factor in "
+            f"{FACTORS} and a setting like c4r4s0e60"
+        )
+    return int(match.group(FACTORS.index(factor) + 1))
+
+
+def _sorted_line(group: list[Setting], factor: str) -> tuple[str, ...]:
+    ordered = sorted(group, key=lambda s: budget_key(factor, getattr(s, factor)))
+    return tuple(str(s) for s in ordered)
+
+
+def factor_lines(
+    settings: Iterable[str], base: Base = CIFAR_BASE
+) -> dict[str, list[tuple[str, ...]]]:
+    """Group settings into lines along each factor, the other three factors fixed.
+
+    Returns {factor: [line, ...]} for the factors "c", "r", "s", "e" (each key present, maybe
+    with no lines). A line is a tuple of canonical setting strings ordered by increasing budget
+    (see `budget_key`: for c, r, s a larger divisor is less budget and 0 = none is the most;
+    for e more epochs is more budget) and holds >= 2 settings. Lines keep the order in which
+    their first setting appears in the input; duplicate settings count once.
+
+    Raises:
+        InvalidSettingError: a string that is not a valid cXrYsZeW setting for `base`.
+    """
+    parsed: dict[str, Setting] = {}
+    for text in settings:
+        setting = Setting.parse(text, base)
+        parsed.setdefault(str(setting), setting)
+    lines: dict[str, list[tuple[str, ...]]] = {}
+    for factor in FACTORS:
+        groups: dict[tuple[int, ...], list[Setting]] = {}
+        for setting in parsed.values():
+            fixed = tuple(getattr(setting, f) for f in FACTORS if f != factor)
+            groups.setdefault(fixed, []).append(setting)
+        lines[factor] = [_sorted_line(g, factor) for g in groups.values() if len(g) >= 2]
+    return lines
+
+
+def line_values(
+    lines: Mapping[str, Sequence[Sequence[str]]], rho: Mapping[str, float]
+) -> dict[str, list[list[tuple[str, float]]]]:
+    """Attach rho_sp to each setting of `factor_lines` output, dropping settings without a value.
+
+    Lines left with fewer than 2 settings are dropped, so each line can go to `entropy`.
+    """
+    out: dict[str, list[list[tuple[str, float]]]] = {}
+    for factor, factor_group in lines.items():
+        kept = [[(s, float(rho[s])) for s in line if s in rho] for line in factor_group]
+        out[factor] = [line for line in kept if len(line) >= 2]
+    return out
