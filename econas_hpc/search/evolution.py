@@ -1,0 +1,384 @@
+"""The pure EcoNAS search policy: pools, tournament, cycle plans and result bookkeeping (spec 7.2).
+
+This module owns what the search decides, as a deterministic function of the `RunState`, the
+`SearchConfig` and one numpy Generator owned by the caller (its state is saved with every plan,
+`CyclePlan.rng_state`). It performs no I/O, trains nothing and never imports torch or h5py; the
+driver executes plans and feeds results back through `apply_result`.
+
+Choices the official code leaves open (documented here, tested in tests/test_evolution.py):
+- Pools are sorted by the latest segment's score, best first; ties keep birth order.
+- Failed, diverged and unbuildable networks keep their record with WORST_SCORE and their status.
+  They are left out of the pools (never continued, never mothers) but always counted (networks,
+  segments, history); the official code let them vanish.
+- arch_ids are content hashes, so a child equal to an existing network (or to an earlier child
+  of the same plan) is re-drawn by mutating the same mother again, up to `max_redraws` times;
+  if every try repeats, that mother yields no child this cycle (logged). Initial genotypes are
+  re-sampled the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from econas_hpc.errors import StateError
+from econas_hpc.records import (
+    FAILED_STATUSES,
+    INITIAL_CYCLE,
+    NAN,
+    OPEN_JOB_STATES,
+    POOL_NAMES,
+    WORST_SCORE,
+    CycleRecord,
+    JobRecord,
+    NetworkRecord,
+    RunState,
+    cycle_tag,
+    pool_name,
+    utc_now,
+)
+from econas_hpc.search.config import SearchConfig
+from econas_hpc.space.genotype import Genotype
+from econas_hpc.space.sampling import mutate, sample_genotype
+
+log = logging.getLogger(__name__)
+
+RESULT_STATUSES: tuple[str, ...] = ("ok", *FAILED_STATUSES)
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "SFC64")  # states made of plain ints only
+
+
+@dataclass(frozen=True, slots=True)
+class CyclePlan:
+    """What one cycle (or the initial phase, cycle -1) trains.
+
+    `continued`: (arch_id, segment to train) of networks trained further. `mothers`: tournament
+    winners in draw order. `children`: (arch_id, parent_id, genotype_json), segment 1 each.
+    `pool_sizes`/`pool_best`: the filtered pools the plan was drawn from (POOL_NAMES order).
+    `rng_state`: the Generator's state after planning, saved with the plan (write-ahead).
+    """
+
+    cycle: int
+    continued: tuple[tuple[str, int], ...]
+    mothers: tuple[str, ...]
+    children: tuple[tuple[str, str, str], ...]
+    pool_sizes: tuple[int, ...]
+    pool_best: tuple[float, ...]
+    rng_state: str
+
+
+# --- the generator ----------------------------------------------------------------------------
+
+
+def rng_to_json(rng: np.random.Generator) -> str:
+    """The Generator's bit-generator state as canonical JSON."""
+    return json.dumps(rng.bit_generator.state, sort_keys=True)
+
+
+def rng_from_json(text: str) -> np.random.Generator:
+    """A Generator restored from `rng_to_json` output.
+
+    Raises:
+        StateError: malformed JSON or a bit generator other than PCG64/PCG64DXSM/SFC64.
+    """
+    try:
+        state = json.loads(text)
+        name = state["bit_generator"]
+    except (json.JSONDecodeError, TypeError, KeyError):
+        raise StateError(f"RNG state {text[:60]!r} is not a numpy bit-generator state") from None
+    if name not in _BIT_GENERATORS:
+        raise StateError(f"RNG bit generator {name!r} unsupported; allowed: {_BIT_GENERATORS}")
+    bit_generator = getattr(np.random, name)()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+# --- pools and tournament ---------------------------------------------------------------------
+
+
+def pools(state: RunState, cfg: SearchConfig, cycle: int) -> dict[str, list[str]]:
+    """The P20/P40/P60 pools at `cycle`: arch_ids, best first.
+
+    A pool holds the networks with status "ok" and exactly 1/2/3 segments done (with strategy
+    "single": 1 segment, pool P60), minus those idle for `max_idle_cycles` or more
+    (`cycle - last_cycle >= max_idle_cycles`). Order: latest segment score descending, ties
+    in birth order. Every name of POOL_NAMES is present (possibly empty).
+    """
+    segments = cfg.segments_per_network
+    members: dict[str, list[NetworkRecord]] = {name: [] for name in POOL_NAMES}
+    for net in state.networks.values():
+        if net.status != "ok" or net.segments_done < 1:
+            continue
+        if cycle - net.last_cycle >= cfg.max_idle_cycles:
+            continue
+        members[pool_name(net.segments_done, segments)].append(net)
+    # sorted() is stable, so equal scores keep the birth (insertion) order.
+    return {
+        name: [n.arch_id for n in sorted(nets, key=lambda n: -n.latest_score)]
+        for name, nets in members.items()
+    }
+
+
+def tournament(pool_size: int, draws: int, rng: np.random.Generator) -> list[int]:
+    """Tournament selection of spec 7.2: `draws` winners from a pool sorted best first.
+
+    Each draw takes S = pool_size // 4 + 1 positions uniformly with replacement and keeps the
+    smallest (best). An empty pool or zero draws gives [] and consumes no randomness.
+    """
+    if pool_size <= 0 or draws <= 0:
+        return []
+    size = pool_size // 4 + 1
+    picks = rng.integers(0, pool_size, size=(draws, size))
+    return [int(v) for v in picks.min(axis=1)]
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def plan_initial(cfg: SearchConfig, rng: np.random.Generator) -> CyclePlan:
+    """The initial phase: `initial_population` distinct random genotypes (spec 3.1)."""
+    taken: set[str] = set()
+    children: list[tuple[str, str, str]] = []
+    for _ in range(cfg.initial_population):
+        for _try in range(cfg.max_redraws):
+            genotype = sample_genotype(rng, cfg.nodes, cfg.ops, cfg.concat_mode)  # type: ignore[arg-type]
+            if genotype.arch_id not in taken:
+                break
+        else:
+            log.warning("initial population: %d samples all repeated; one fewer", cfg.max_redraws)
+            continue
+        taken.add(genotype.arch_id)
+        children.append((genotype.arch_id, "", genotype.to_json()))
+    empty = (0,) * len(POOL_NAMES)
+    return CyclePlan(
+        INITIAL_CYCLE, (), (), tuple(children), empty, (NAN,) * len(POOL_NAMES), rng_to_json(rng)
+    )
+
+
+def _pool_quotas(cfg: SearchConfig) -> tuple[dict[str, int], dict[str, int]]:
+    """(continue count, mother draws) per pool name for the configured strategy."""
+    if cfg.strategy == "single":
+        return {}, {"P60": cfg.mothers_single}
+    counts = {"P20": cfg.continue_p20, "P40": cfg.continue_p40}
+    draws = {"P20": cfg.mothers_p20, "P40": cfg.mothers_p40, "P60": cfg.mothers_p60}
+    return counts, draws
+
+
+def plan_cycle(state: RunState, cfg: SearchConfig, rng: np.random.Generator) -> CyclePlan:
+    """Plan cycle `state.cycle` (>= 0): continue the best, draw mothers, mutate (spec 7.2 3-5).
+
+    Continued: the first `continue_p20` of P20 and `continue_p40` of P40 (fewer if smaller).
+    Mothers: `mothers_p20/p40/p60` tournament draws from each filtered pool, in that order; an
+    empty pool is skipped. Each mother yields one child by one mutation (re-drawn if taken).
+    """
+    cycle = state.cycle
+    if cycle < 0:
+        raise StateError(f"plan_cycle needs cycle >= 0, state is at {cycle}; use plan_initial")
+    current = pools(state, cfg, cycle)
+    counts, draws = _pool_quotas(cfg)
+    continued: list[tuple[str, int]] = []
+    for name, count in counts.items():
+        continued.extend((a, state.networks[a].segments_done + 1) for a in current[name][:count])
+    mothers: list[str] = []
+    for name, count in draws.items():
+        members = current[name]
+        mothers.extend(members[i] for i in tournament(len(members), count, rng))
+    taken = set(state.networks)
+    children: list[tuple[str, str, str]] = []
+    for mother_id in mothers:
+        child = _fresh_child(state.networks[mother_id], cfg, rng, taken)
+        if child is not None:
+            taken.add(child.arch_id)
+            children.append((child.arch_id, mother_id, child.to_json()))
+    sizes = tuple(len(current[name]) for name in POOL_NAMES)
+    best = tuple(
+        state.networks[current[name][0]].latest_score if current[name] else NAN
+        for name in POOL_NAMES
+    )
+    return CyclePlan(
+        cycle, tuple(continued), tuple(mothers), tuple(children), sizes, best, rng_to_json(rng)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_genotype_json(genotype_json: str) -> Genotype:
+    """`Genotype.from_json`, memoised: genotypes are immutable and parsing dominates a dry run."""
+    return Genotype.from_json(genotype_json)
+
+
+def _fresh_child(
+    mother: NetworkRecord, cfg: SearchConfig, rng: np.random.Generator, taken: set[str]
+) -> Genotype | None:
+    parent = parse_genotype_json(mother.genotype_json)
+    for _ in range(cfg.max_redraws):
+        child = mutate(parent, rng, cfg.ops, cfg.concat_mode)  # type: ignore[arg-type]
+        if child.arch_id not in taken:
+            return child
+    log.warning(
+        "mother %s: %d mutations all repeat known networks; no child from this draw",
+        mother.arch_id,
+        cfg.max_redraws,
+    )
+    return None
+
+
+def plan_next(state: RunState, cfg: SearchConfig, rng: np.random.Generator) -> CyclePlan:
+    """`plan_initial` in the initial phase, else `plan_cycle`."""
+    if state.cycle == INITIAL_CYCLE:
+        return plan_initial(cfg, rng)
+    return plan_cycle(state, cfg, rng)
+
+
+# --- applying plans and results ---------------------------------------------------------------
+
+
+def is_planned(state: RunState) -> bool:
+    """True when `state.cycle` has been planned (its CycleRecord exists) but not finished."""
+    return bool(state.cycles) and state.cycles[-1].cycle == state.cycle
+
+
+def apply_plan(state: RunState, plan: CyclePlan) -> None:
+    """Record `plan` in `state` (write-ahead): children as pending networks, every segment to
+    train as a planned job, the CycleRecord, and the Generator state after planning.
+
+    Raises:
+        StateError: the plan is not for `state.cycle`, the cycle is already planned, or a child
+            or job already exists.
+    """
+    if plan.cycle != state.cycle or is_planned(state):
+        raise StateError(
+            f"plan for cycle {plan.cycle} cannot apply: state is at cycle {state.cycle}"
+            + (" and already planned" if is_planned(state) else "")
+        )
+    segments = SearchConfig.from_dict(state.config).segments_per_network
+    tag = cycle_tag(plan.cycle)
+    jobs = [JobRecord(a, s, tag) for a, s in plan.continued]
+    for arch_id, parent_id, genotype_json in plan.children:
+        if arch_id in state.networks:
+            raise StateError(f"plan child {arch_id} already exists in the population")
+        state.networks[arch_id] = NetworkRecord(
+            arch_id, parent_id, genotype_json, tag, tag, 0, (NAN,) * segments
+        )
+        jobs.append(JobRecord(arch_id, 1, tag))
+    for job in jobs:
+        if job.key in state.jobs:
+            raise StateError(f"job {job.key} already exists")
+        state.jobs[job.key] = job
+    state.cycles.append(
+        CycleRecord(
+            plan.cycle,
+            plan.continued,
+            plan.mothers,
+            tuple(c[0] for c in plan.children),
+            plan.pool_sizes,
+            plan.pool_best,
+        )
+    )
+    state.rng_state = plan.rng_state
+
+
+def apply_result(
+    state: RunState, arch_id: str, segment: int, score: float, status: str, cycle: int
+) -> bool:
+    """Record a concluded segment once; returns False (and changes nothing) for a repeat.
+
+    A repeat is a result for a segment already concluded or whose job is closed ("done" or
+    "failed"), e.g. a late duplicate after a retry. A non-"ok" status stores WORST_SCORE.
+
+    Raises:
+        StateError: unknown network or job, a segment out of order, a bad status, or a NaN
+            score with status "ok".
+    """
+    if status not in RESULT_STATUSES:
+        raise StateError(f"result status {status!r} is unknown; allowed: {RESULT_STATUSES}")
+    net = state.networks.get(arch_id)
+    job = state.jobs.get((arch_id, segment))
+    if net is None or job is None:
+        raise StateError(f"result for unknown network/job ({arch_id!r}, segment {segment})")
+    if net.segments_done >= segment or job.state not in OPEN_JOB_STATES:
+        return False
+    if segment != net.segments_done + 1:
+        raise StateError(
+            f"result for {arch_id} segment {segment} but only {net.segments_done} segment(s) done"
+        )
+    if status == "ok" and not (isinstance(score, float | int) and math.isfinite(score)):
+        raise StateError(f"result for {arch_id} segment {segment}: score {score!r} is not finite")
+    value = float(score) if status == "ok" else WORST_SCORE
+    scores = net.scores[: segment - 1] + (value,) + net.scores[segment:]
+    state.networks[arch_id] = replace(
+        net,
+        scores=scores,
+        segments_done=segment,
+        status=status,
+        last_cycle=max(net.last_cycle, cycle_tag(cycle)),
+    )
+    state.jobs[job.key] = replace(job, state="done" if status == "ok" else "failed")
+    return True
+
+
+def record_submission(
+    state: RunState, arch_id: str, segment: int, job_id: str, now: str = ""
+) -> None:
+    """Mark a job submitted (again): new job id, attempt + 1, network attempts + 1."""
+    job = state.jobs[(arch_id, segment)]
+    net = state.networks[arch_id]
+    state.jobs[job.key] = replace(
+        job,
+        job_id=job_id,
+        attempt=job.attempt + 1,
+        state="submitted",
+        submitted_at=now or utc_now(),
+    )
+    state.networks[arch_id] = replace(net, attempts=net.attempts + 1)
+
+
+def open_jobs(state: RunState) -> list[JobRecord]:
+    """Jobs not yet concluded (planned, submitted or running), in planning order."""
+    return [job for job in state.jobs.values() if job.state in OPEN_JOB_STATES]
+
+
+def finish_cycle(state: RunState, wall_s: float = 0.0, gpu_s: float = 0.0) -> None:
+    """Close the planned cycle once all its jobs concluded: store its cost, advance `cycle`.
+
+    Raises:
+        StateError: the cycle is not planned or some job is still open.
+    """
+    pending = open_jobs(state)
+    if not is_planned(state) or pending:
+        raise StateError(
+            f"cycle {state.cycle} cannot finish: "
+            + (f"{len(pending)} job(s) still open" if pending else "it was never planned")
+        )
+    state.cycles[-1] = replace(state.cycles[-1], wall_s=float(wall_s), gpu_s=float(gpu_s))
+    state.cycle += 1
+
+
+def search_done(state: RunState, cfg: SearchConfig) -> bool:
+    """True once all `cfg.cycles` cycles have finished."""
+    return state.cycle >= cfg.cycles
+
+
+def final_ranking(state: RunState, cfg: SearchConfig, top: int) -> list[tuple[str, float]]:
+    """The `top` (arch_id, score) of the search, best first, ties in birth order.
+
+    Every "ok" network that finished all its segments (hierarchical: segment 3, ranked by its
+    segment-3 score; single: its one score), with no aging filter (spec 7.2 final selection).
+    """
+    last = cfg.segments_per_network
+    done = [n for n in state.networks.values() if n.status == "ok" and n.segments_done == last]
+    ranked = sorted(done, key=lambda n: -n.scores[last - 1])
+    return [(n.arch_id, n.scores[last - 1]) for n in ranked[:top]]
+
+
+def summary_counts(state: RunState) -> dict[str, Any]:
+    """Totals for reports: networks, concluded segments, networks per status."""
+    statuses: dict[str, int] = {}
+    for net in state.networks.values():
+        statuses[net.status] = statuses.get(net.status, 0) + 1
+    segments = sum(n.segments_done for n in state.networks.values())
+    return {"networks": len(state.networks), "segments_done": segments, "statuses": statuses}
