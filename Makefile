@@ -54,3 +54,12 @@ check: lint test
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The local single-node SLURM cluster for the tests marked `slurm` (needs root; see slurm/README.md).
+.PHONY: slurm-up slurm-down test-slurm
+slurm-up:
+	slurm/local-cluster.sh up
+slurm-down:
+	slurm/local-cluster.sh down
+test-slurm: install
+	eval "$$(slurm/local-cluster.sh env)"; ECONAS_REQUIRE_SLURM=1 $(PY) -m pytest -q -m slurm
