@@ -1,0 +1,224 @@
+"""CIFAR-10 on the host: reading the python-pickle release, splits and fixed subsets.
+
+This module owns `ArrayDataset` (uint8 NHWC images + int64 labels in host memory), the reader of
+`<root>/cifar-10-batches-py/` (our own: torchvision's `CIFAR10` checks md5 sums that synthetic
+files cannot match), the deterministic hold-out split and the fixed 1/s subset of the sample-ratio
+factor (spec 5.2), and `load_dataset`, the one entry point the trainer calls. It does no
+augmentation and no device transfer (`augment.py` does both).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from econas_hpc.data.synthetic import CIFAR_FOLDER, write_synthetic_cifar
+from econas_hpc.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+DATASETS = ("cifar10", "synthetic")
+LAYOUT = f"<root>/{CIFAR_FOLDER}/data_batch_1..5, {TEST_FILE}"
+# Independent streams per purpose, so changing the split never changes the subset or vice versa.
+_SPLIT_STREAM, _SUBSET_STREAM = 0x5EED_0001, 0x5EED_0002
+
+
+@dataclass(frozen=True, eq=False)
+class ArrayDataset:
+    """Images (N, 32, 32, 3) uint8 in NHWC as CIFAR stores them, labels (N,) int64."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[3] != 3:
+            raise DataError(
+                f"images must be uint8 (N, H, W, 3), got {self.images.dtype} {self.images.shape}"
+            )
+        if self.labels.dtype != np.int64 or self.labels.shape != (self.images.shape[0],):
+            raise DataError(
+                f"labels must be int64 ({self.images.shape[0]},), got "
+                f"{self.labels.dtype} {self.labels.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def take(self, indices: np.ndarray) -> ArrayDataset:
+        """The samples at `indices`, in that order (copies)."""
+        return ArrayDataset(self.images[indices], self.labels[indices])
+
+
+def _missing_error(folder: Path, missing: list[str], tried_download: bool) -> DataError:
+    what = "download failed; " if tried_download else ""
+    return DataError(
+        f"CIFAR-10 not found in {folder} (missing {', '.join(missing)}): {what}expected layout "
+        f"{LAYOUT}; get {CIFAR_URL} and extract it into {folder.parent}, "
+        "or use --dataset synthetic"
+    )
+
+
+def _field(batch: dict[object, object], key: str) -> object:
+    # The real files are Python 2 pickles: keys load as bytes with encoding="bytes"; accept str too.
+    for k in (key.encode(), key):
+        if k in batch:
+            return batch[k]
+    raise KeyError(key)
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one CIFAR-10 python batch file into (images NHWC uint8, labels int64).
+
+    Raises:
+        DataError: unreadable, truncated or malformed file (the message names it).
+    """
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        data = np.asarray(_field(batch, "data"))
+        labels = np.asarray(_field(batch, "labels"), dtype=np.int64)
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        MemoryError,
+    ) as exc:
+        raise DataError(
+            f"cannot read CIFAR-10 batch {path}: {type(exc).__name__}: {exc}; the "
+            "file is truncated or not a CIFAR-10 python batch"
+        ) from exc
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: 'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
+    out_of_range = labels.size > 0 and not 0 <= labels.min() <= labels.max() <= 9
+    if labels.shape != (data.shape[0],) or out_of_range:
+        raise DataError(
+            f"{path}: 'labels' must be {data.shape[0]} ints in 0..9, got shape {labels.shape}"
+        )
+    # Rows hold the R, G and B planes one after the other: (N, 3, 32, 32) -> NHWC.
+    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return images, labels
+
+
+def _download(root: Path, missing: list[str]) -> None:
+    try:
+        import torchvision  # deferred: importing it costs seconds and is only needed here
+
+        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+    except Exception as exc:  # noqa: BLE001 - any network/extract failure means "no data"
+        log.warning("CIFAR-10 download into %s failed: %s", root, exc)
+        raise _missing_error(root / CIFAR_FOLDER, missing, True) from exc
+
+
+def _missing_files(folder: Path) -> list[str]:
+    return [name for name in (*TRAIN_FILES, TEST_FILE) if not (folder / name).is_file()]
+
+
+def load_cifar10(root: Path, download: bool = True) -> tuple[ArrayDataset, ArrayDataset]:
+    """Load (train, test) from `root/cifar-10-batches-py/` (CIFAR-10's python release).
+
+    Args:
+        root: the directory that holds `cifar-10-batches-py/`.
+        download: when files are missing, fetch them with torchvision first.
+
+    Raises:
+        DataError: files missing (and not downloadable), truncated or malformed; one line naming
+            the directory, the expected layout and where to get the data.
+    """
+    root = Path(root)
+    folder = root / CIFAR_FOLDER
+    missing = _missing_files(folder)
+    if missing and download:
+        _download(root, missing)
+        missing = _missing_files(folder)
+    if missing:
+        raise _missing_error(folder, missing, False)
+    parts = [read_batch(folder / name) for name in TRAIN_FILES]
+    train = ArrayDataset(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    )
+    test = ArrayDataset(*read_batch(folder / TEST_FILE))
+    return train, test
+
+
+def split_holdout(
+    train: ArrayDataset, val_size: int, seed: int
+) -> tuple[ArrayDataset, ArrayDataset]:
+    """Carve a validation set of `val_size` samples out of `train`, deterministically from `seed`.
+
+    Both parts keep the original sample order and are disjoint; e.g. 45 000 / 5 000 for
+    `val_size=5000` on CIFAR-10. `val_size=0` returns (train, empty).
+
+    Raises:
+        ConfigError: `val_size` outside 0..len(train)-1.
+    """
+    n = len(train)
+    if not 0 <= val_size < n:
+        raise ConfigError(f"val_size={val_size} must be in 0..{n - 1} for {n} training samples")
+    perm = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(n)
+    val_idx, train_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:])
+    return train.take(train_idx), train.take(val_idx)
+
+
+def subset_for(train: ArrayDataset, s: int, seed: int) -> ArrayDataset:
+    """The fixed 1/s subset of the sample-ratio factor (s=0 -> all), a pure function of `seed`.
+
+    Keeps `int(len(train) / s)` samples (the official sampler's `int(50000 * ratio)`), in the
+    original order; the per-epoch shuffle is `augment.epoch_order`'s job.
+
+    Raises:
+        ConfigError: negative `s`, or an `s` that leaves no sample.
+    """
+    if s < 0:
+        raise ConfigError(f"sample-ratio divisor s={s} must be >= 0 (0 = all samples)")
+    if s in (0, 1):
+        return train
+    size = len(train) // s
+    if size == 0:
+        raise ConfigError(f"s={s} leaves no sample of {len(train)}; allowed s <= {len(train)}")
+    rng = np.random.default_rng([seed, _SUBSET_STREAM])
+    return train.take(np.sort(rng.choice(len(train), size=size, replace=False)))
+
+
+def synthetic_dir(data_dir: Path, n_train: int, n_test: int, seed: int) -> Path:
+    """Where `load_dataset("synthetic", data_dir, ...)` keeps files: a folder per parameter set."""
+    return Path(data_dir) / f"synthetic-{n_train}-{n_test}-seed{seed}"
+
+
+def load_dataset(
+    name: str,
+    data_dir: Path | str,
+    *,
+    download: bool = True,
+    n_train: int = 5000,
+    n_test: int = 1000,
+    seed: int = 0,
+) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) for `name` in DATASETS.
+
+    "cifar10" reads `data_dir/cifar-10-batches-py/`. "synthetic" writes a synthetic CIFAR-10 of
+    `n_train`/`n_test` images under `synthetic_dir(data_dir, ...)` if absent and reads it back
+    through `load_cifar10`, so the real reader is exercised; real data in `data_dir` is untouched.
+
+    Raises:
+        ConfigError: unknown name. DataError: see `load_cifar10`.
+    """
+    if name == "cifar10":
+        return load_cifar10(Path(data_dir), download=download)
+    if name == "synthetic":
+        root = synthetic_dir(Path(data_dir), n_train, n_test, seed)
+        write_synthetic_cifar(root, n_train=n_train, n_test=n_test, seed=seed)
+        return load_cifar10(root, download=False)
+    raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
