@@ -1,0 +1,90 @@
+"""The on-disk job table of the executors that have no scheduler (debug, local).
+
+This module owns `JobRegistry`: `<folder>/<kind>-jobs.json`, written atomically after every
+change, so that a restarted driver finds every job it submitted: its items, its state, and for a
+local job the pid of its submitit controller and the GPU it was given. Queued local jobs are
+stored too and started by the next executor instance. It knows nothing about submitit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from econas_hpc.cluster.options import JobState
+from econas_hpc.cluster.tasks import WorkItem
+
+__all__ = ["JobRecord", "JobRegistry", "pack_items"]
+
+
+def pack_items(items: Sequence[WorkItem], per_job: int) -> list[list[WorkItem]]:
+    """Consecutive groups of `per_job` items: one group per job (K = 1: one item per job)."""
+    return [list(items[i : i + per_job]) for i in range(0, len(items), per_job)]
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """One job of a registry: its items and what is known about it."""
+
+    job_id: str
+    items: list[WorkItem]
+    state: str = "pending"
+    pid: int | None = None
+    gpu: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"items": [i.to_dict() for i in self.items], "state": self.state,
+                "pid": self.pid, "gpu": self.gpu}  # fmt: skip
+
+
+class JobRegistry:
+    """Jobs by id (`<prefix>-<n>`, n increasing, never reused), persisted as JSON."""
+
+    def __init__(self, folder: Path, prefix: str) -> None:
+        self.path = Path(folder) / f"{prefix}-jobs.json"
+        self.prefix = prefix
+        self.next = 0
+        self.jobs: dict[str, JobRecord] = {}
+        if self.path.exists():
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            self.next = int(data["next"])
+            for job_id, rec in data["jobs"].items():
+                items = [WorkItem.from_dict(i) for i in rec["items"]]
+                self.jobs[job_id] = JobRecord(job_id, items, rec["state"], rec["pid"], rec["gpu"])
+
+    def add(self, items: list[WorkItem]) -> JobRecord:
+        record = JobRecord(f"{self.prefix}-{self.next}", items)
+        self.next += 1
+        self.jobs[record.job_id] = record
+        return record
+
+    def with_state(self, *states: str) -> Iterator[JobRecord]:
+        """Records in `states`, in submission order."""
+        return (r for r in self.jobs.values() if r.state in states)
+
+    def states(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """The recorded state of each id; "unknown" for ids this registry never issued."""
+        return {j: self.jobs[j].state if j in self.jobs else "unknown" for j in job_ids}  # type: ignore[misc]
+
+    def names(self, prefix: str) -> dict[str, str]:
+        """item name -> job id for names starting with `prefix` (the newest job wins)."""
+        out: dict[str, str] = {}
+        for record in self.jobs.values():  # insertion order = submission order
+            for item in record.items:
+                if item.name.startswith(prefix):
+                    out[item.name] = record.job_id
+        return out
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"next": self.next, "jobs": {k: r.to_dict() for k, r in self.jobs.items()}}
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
