@@ -1,0 +1,276 @@
+"""Trains a zoo's missing (network, setting) units through the executors, resumably.
+
+This module owns `train_zoo` (`econas-hpc zoo train`): take the zoo's driver lock, record the
+requested settings and training options, compute the new units' costs, then run every missing
+unit as one `WorkItem` through `cluster.executors` (debug, local or slurm) and ingest each
+result into the zoo file exactly once (a unit with a record is never planned again).
+
+Resumable by construction: the zoo file and the per-unit result files are the truth, the runner
+keeps nothing else. On start it ingests results that landed while no runner was watching, adopts
+jobs that are still alive (`Executor.find` by the unit's job name, then one `poll`), and submits
+only the rest; a unit interrupted mid-training resumes from its checkpoint (the segment trainer's
+job). A job that ends without a result is resubmitted up to `max_attempts` times, then recorded
+as "failed" (a later `zoo train` retries it). It never imports torch (workers do) or h5py
+(`store.zoo_state` does).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from econas_hpc.cluster.executors import Executor, make_executor
+from econas_hpc.cluster.options import ALIVE_STATES, load_cluster_options
+from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.errors import ConfigError, StateError
+from econas_hpc.search.workitems import ExecOptions
+from econas_hpc.settings import CIFAR_BASE
+from econas_hpc.store.lock import DriverLock, acquire_lock
+from econas_hpc.store.zoo_state import ZooState, ZooStore
+from econas_hpc.study.zoo import (
+    Unit,
+    ZooPaths,
+    ZooTrainOptions,
+    add_settings,
+    compute_costs,
+    failed_record,
+    plan_units,
+    requested_settings,
+    resolve_train_options,
+    result_record,
+    unit_spec,
+)
+from econas_hpc.train import SegmentSpec, read_result, result_path
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_POLLS = 5  # a job the scheduler does not know for this many polls in a row is gone
+HEARTBEAT_S = 60.0  # refresh the driver lock this often (other hosts judge staleness by it)
+SYNTHETIC_SEED = 0  # train.segment's: the synthetic dataset is one fixed dataset
+
+
+@dataclass(frozen=True, slots=True)
+class ZooTrainRequest:
+    """Everything `zoo train` was asked: the zoo, the settings (list or grid), the reference,
+    training options (None = the zoo's recorded value or the default), how units execute
+    (`ExecOptions`, as for a search) and how often a unit whose job died is submitted."""
+
+    zoo_path: str | Path
+    settings: str | None = None
+    grid: str | None = None
+    reference: str | None = None
+    train: Mapping[str, Any] = field(default_factory=dict)
+    execution: ExecOptions = field(default_factory=ExecOptions)
+    max_attempts: int = 2
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.max_attempts, bool)
+            or not isinstance(self.max_attempts, int)
+            or (self.max_attempts < 1)
+        ):
+            raise ConfigError(f"max_attempts={self.max_attempts!r} must be an integer >= 1")
+
+
+@dataclass(slots=True)
+class TrainSummary:
+    """What one `zoo train` did (counts of units), JSON-ready through `to_dict`."""
+
+    zoo: str
+    settings: list[str]
+    settings_added: list[str]
+    units_total: int
+    planned: int = 0
+    ingested: int = 0
+    adopted: int = 0
+    submitted: int = 0
+    failed: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def execution_options(config: str | Path | None, overrides: Mapping[str, Any]) -> ExecOptions:
+    """How units execute: the `[slurm]` table of the site file `config` (if any), then
+    `overrides` (execution fields or cluster option names; None ignored).
+
+    Raises:
+        ConfigError: an unreadable site file, an unknown option or a bad value.
+    """
+    cluster = load_cluster_options(Path(config) if config else None, {})
+    return ExecOptions(cluster=cluster).updated(overrides)
+
+
+def train_zoo(request: ZooTrainRequest) -> TrainSummary:
+    """Add the requested settings to the zoo and train every missing unit (see module doc).
+
+    Raises:
+        ConfigError: bad settings or grid, or options that contradict the zoo's.
+        StateError: no zoo file, or another runner drives it.
+        SubmissionError: the executor refused a submission.
+    """
+    # Parse first: a bad --settings/--grid fails before anything is touched (layers do not
+    # change which settings are valid, so the plain CIFAR base is enough here).
+    names = requested_settings(request.settings, request.grid, CIFAR_BASE)
+    paths = ZooPaths.of(request.zoo_path)
+    store = ZooStore(paths.zoo)
+    if not store.exists():
+        raise StateError(f"zoo file {paths.zoo} does not exist; create it with `zoo create`")
+    with acquire_lock(paths.zoo) as lock:
+        zoo = store.load()
+        options = resolve_train_options(zoo, request.train)
+        added = add_settings(zoo, names, request.reference, options)
+        costs = compute_costs(zoo, options)
+        log.info("zoo %s: %d settings; sized %d new (network, setting) pairs", paths.zoo,
+                 len(zoo.settings), costs)  # fmt: skip
+        store.save(zoo)
+        units = plan_units(zoo)
+        summary = TrainSummary(
+            str(paths.zoo), list(zoo.settings), added, len(zoo.networks) * len(zoo.settings),
+            planned=len(units), options=asdict(options),
+        )  # fmt: skip
+        if units:
+            _prepare_data(options)
+            ctx = _Context(options, paths, request.execution, request.max_attempts, lock)
+            _Runner(zoo, store, ctx, summary).run(units)
+        summary.statuses = dict(Counter(r.status for r in zoo.results.values()))
+        return summary
+
+
+def _prepare_data(options: ZooTrainOptions) -> None:
+    """Write the synthetic dataset once, before concurrent jobs would race to write it."""
+    if options.dataset != "synthetic":
+        return
+    from econas_hpc.data.cifar import synthetic_dir
+    from econas_hpc.data.synthetic import write_synthetic_cifar
+
+    n_train, n_test = options.synthetic_train, options.synthetic_test
+    root = synthetic_dir(Path(options.data_dir), n_train, n_test, SYNTHETIC_SEED)
+    write_synthetic_cifar(root, n_train=n_train, n_test=n_test, seed=SYNTHETIC_SEED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    options: ZooTrainOptions
+    paths: ZooPaths
+    execution: ExecOptions
+    max_attempts: int
+    lock: DriverLock
+
+
+class _Runner:
+    """The loop: submit, poll (one batched call), ingest, resubmit dead jobs, save."""
+
+    def __init__(self, zoo: ZooState, store: ZooStore, ctx: _Context, summary: TrainSummary):
+        self.zoo, self.store, self.ctx, self.summary = zoo, store, ctx, summary
+        execution = ctx.execution
+        self.executor: Executor = make_executor(
+            execution.executor, ctx.paths.executor, execution.cluster
+        )
+        self.specs: dict[Unit, SegmentSpec] = {}
+        self.inflight: dict[Unit, str] = {}
+        self.queue: list[Unit] = []
+        self.attempts: Counter[Unit] = Counter()
+        self.unknown: Counter[Unit] = Counter()
+        self.beat = time.monotonic()
+
+    def run(self, units: list[Unit]) -> None:
+        self.specs = {u: unit_spec(self.zoo, u, self.ctx.options, self.ctx.paths,
+                                   self.ctx.execution.device) for u in units}  # fmt: skip
+        waiting = [u for u in units if not self._ingest(u)]
+        if len(waiting) < len(units):
+            self.store.save(self.zoo)
+        self._adopt(waiting)
+        self.queue = [u for u in waiting if u not in self.inflight]
+        # The debug executor trains inside submit(): one unit per call keeps the file current.
+        batch = 1 if self.executor.kind == "debug" else max(1, len(self.queue))
+        while self.queue or self.inflight:
+            if self.queue:
+                self._submit(self.queue[:batch])
+                del self.queue[:batch]
+            if self._collect():
+                self.store.save(self.zoo)
+            elif self.inflight:
+                time.sleep(self.ctx.execution.poll_s)
+            self._heartbeat()
+
+    def _ingest(self, unit: Unit) -> bool:
+        """Ingest the unit's final result if its file exists; True when it did."""
+        result = read_result(self.specs[unit])
+        if result is None or result.status == "interrupted":
+            return False
+        record = result_record(unit, result)
+        self.zoo.results[unit.key] = record
+        self.summary.ingested += 1
+        log.info("%s %s: %s, test accuracy %.2f %%, %.1f s on %s", unit.arch_id, unit.setting,
+                 record.status, record.test_acc, record.wall_s, record.device)  # fmt: skip
+        return True
+
+    def _adopt(self, units: list[Unit]) -> None:
+        """Follow the jobs of an earlier runner that still run these units."""
+        if not units:
+            return
+        found = self.executor.find(self.ctx.paths.name_prefix)
+        candidates = {u: found[n] for u in units if (n := self.ctx.paths.job_name(u)) in found}
+        states = self.executor.poll(sorted(set(candidates.values()))) if candidates else {}
+        for unit, job_id in candidates.items():
+            if states.get(job_id) in ALIVE_STATES:
+                self.inflight[unit] = job_id
+                self.attempts[unit] += 1
+        self.summary.adopted = len(self.inflight)
+        if self.inflight:
+            log.info("adopted %d running unit(s) of an earlier runner", len(self.inflight))
+
+    def _item(self, unit: Unit) -> WorkItem:
+        spec = self.specs[unit]
+        name = self.ctx.paths.job_name(unit)
+        return WorkItem(name, "train", spec.to_dict(), str(result_path(spec)))
+
+    def _submit(self, units: list[Unit]) -> None:
+        items = [self._item(u) for u in units]
+        job_ids = self.executor.submit(items, label="units")
+        for unit, job_id in zip(units, job_ids, strict=True):
+            self.inflight[unit] = job_id
+            self.attempts[unit] += 1
+        self.summary.submitted += len(units)
+        log.info("submitted %d unit(s) to the %s executor", len(units), self.executor.kind)
+
+    def _collect(self) -> bool:
+        """Ingest finished units and handle dead jobs; True when the zoo changed."""
+        states = self.executor.poll(sorted(set(self.inflight.values())))
+        changed = False
+        for unit, job_id in list(self.inflight.items()):
+            if self._ingest(unit):  # after the poll: a job seen ending has written its result
+                del self.inflight[unit]
+                changed = True
+                continue
+            state = states.get(job_id, "unknown")
+            self.unknown[unit] = self.unknown[unit] + 1 if state == "unknown" else 0
+            if state in ALIVE_STATES or 0 < self.unknown[unit] < UNKNOWN_POLLS:
+                continue
+            del self.inflight[unit]
+            changed |= self._give_up_or_retry(unit, f"job {job_id} ended {state} without a result")
+        return changed
+
+    def _give_up_or_retry(self, unit: Unit, why: str) -> bool:
+        if self.attempts[unit] < self.ctx.max_attempts:
+            log.warning("%s %s: %s; resubmitting", unit.arch_id, unit.setting, why)
+            self.queue.append(unit)
+            return False
+        log.warning("%s %s: %s; recorded as failed after %d attempt(s)", unit.arch_id,
+                    unit.setting, why, self.attempts[unit])  # fmt: skip
+        self.zoo.results[unit.key] = failed_record(unit, why)
+        self.summary.failed += 1
+        return True
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self.beat >= HEARTBEAT_S:
+            self.ctx.lock.refresh()
+            self.beat = time.monotonic()
