@@ -19,6 +19,11 @@ import pytest
 
 SINFO_TIMEOUT_S = 5.0
 
+# Tiny CPU networks run many times faster with one intra-op thread on these 2-core machines (torch's
+# default thread pool oversubscribes the cores once workers run in parallel). Subprocesses and
+# local-executor workers inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @functools.cache
 def _cuda_available() -> bool:

@@ -45,7 +45,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KINDS = ("train", "dryrun")
+KINDS = ("train", "dryrun", "imagenet")
 DRYRUN_FAILURES = ("", "crash", "hang", "diverge")
 EVENTS_FILE = "events.jsonl"
 ECONAS_JOB_ID = "ECONAS_JOB_ID"  # set by executors without a scheduler (local-<n>)
@@ -226,7 +226,15 @@ def _run_train(item: WorkItem, stop: threading.Event) -> str:
     return result.status
 
 
-_RUNNERS = {"dryrun": _run_dryrun, "train": _run_train}
+def _run_imagenet(item: WorkItem, stop: threading.Event) -> str:
+    """One rank of a distributed ImageNet job: every task of the job runs the same item."""
+    from econas_hpc.train.imagenet import run_imagenet
+    from econas_hpc.train.imagenet_spec import ImageNetSpec
+
+    return run_imagenet(ImageNetSpec.from_dict(item.spec), stop=stop.is_set).status
+
+
+_RUNNERS = {"dryrun": _run_dryrun, "train": _run_train, "imagenet": _run_imagenet}
 
 
 # --- the task ---------------------------------------------------------------------------------

@@ -1,0 +1,293 @@
+"""Final retraining of a search's top networks (spec 6.1, 7.2 final selection, 12 #12-13).
+
+This module owns the retraining phase of a run: which networks (the search's `final_ranking`,
+top 5 by default), how (the `original` recipe at c0r0s0e600: 600 epochs, cutout 16, path dropout
+0.2, auxiliary weight 0.4, cosine 0.025 -> 0.001 in the supplement profile), as what (one long
+preemptible job per (network, seed) through the cluster executors; the job runs `run_segment`
+over epochs [0, e), which checkpoints every epoch and at the requeue signal and resumes exactly),
+and where the outcome goes (`/retrain` of the run's HDF5 file, store/retrain_table.py).
+
+Files live beside the search's (`<run>.d/retrain/<arch_id>-seed<k>/` per training, the
+executor's under `<run>.d/retrain/executor/`); jobs are named `econas-<run>.rt-<arch_id>-s<k>`,
+which the search driver's `econas-<run>-` prefix does not match. `retrain` is idempotent: run it
+again and it adopts the jobs still alive, skips finished trainings, resubmits dead ones (up to
+`max_attempts` per invocation) and rebuilds the table from the result files. It holds the run's
+driver lock while it drives. It never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from econas_hpc.cluster.executors import Executor, make_executor
+from econas_hpc.cluster.options import ALIVE_STATES
+from econas_hpc.cluster.tasks import WorkItem, read_events
+from econas_hpc.errors import ConfigError, StateError
+from econas_hpc.search.config import SearchConfig
+from econas_hpc.search.evolution import final_ranking
+from econas_hpc.search.workitems import ExecOptions, RunPaths, TrainOptions, read_run_file
+from econas_hpc.settings import Setting, make_recipe
+from econas_hpc.store.lock import acquire_lock
+from econas_hpc.store.retrain_table import RetrainRecord, write_retrain_table
+from econas_hpc.store.state import StateStore
+from econas_hpc.train import SegmentSpec, read_result, result_path
+
+__all__ = [
+    "RetrainJob",
+    "RetrainOptions",
+    "plan_retrain",
+    "retrain",
+    "summarize_retrain",
+]
+
+log = logging.getLogger(__name__)
+
+_CHECKPOINT_RE = re.compile(r"^ep(\d{3,})-s(\d{5,})\.pt$")  # train/checkpoint.py's names
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainOptions:
+    """What to retrain and how to run it.
+
+    `execution`: execution and cluster option overrides (executor, partition, gpus_per_node,
+    timeout_min, device, ...) on top of the run's own (`<run>.d/run.json`). `wait`: poll until
+    every training ended; otherwise submit, record and return (run again to collect).
+    """
+
+    top: int = 5
+    setting: str = "c0r0s0e600"
+    seeds: int = 1
+    wait: bool = True
+    max_attempts: int = 3
+    execution: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("top", "seeds", "max_attempts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"retrain {name}={value!r} must be an integer >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainJob:
+    """One (network, seed) to retrain: its place in the ranking, spec and work item."""
+
+    rank: int
+    arch_id: str
+    seed: int
+    proxy_score: float
+    spec: SegmentSpec
+    item: WorkItem
+
+
+def _run_options(paths: RunPaths, overrides: Mapping[str, Any]) -> tuple[TrainOptions, ExecOptions]:
+    """The run's train and execution options (defaults when it has no run file) + overrides."""
+    try:
+        train, execution = read_run_file(paths)
+    except StateError:
+        if paths.run_file.exists():
+            raise
+        train, execution = TrainOptions(), ExecOptions()
+    return train, execution.updated(dict(overrides))
+
+
+def retrain_dir(state_path: str | Path) -> Path:
+    """`<run>.d/retrain`: every retraining's directory and the executor's files."""
+    return RunPaths.of(state_path).root / "retrain"
+
+
+def plan_retrain(state_path: str | Path, options: RetrainOptions) -> list[RetrainJob]:
+    """The (network, seed) trainings of the run's top `options.top` networks, in rank order.
+
+    Raises:
+        StateError: unreadable state, or no network finished all its segments yet.
+        InvalidSettingError / ConfigError: a bad setting or option.
+    """
+    paths = RunPaths.of(state_path)
+    state = StateStore(paths.state).load()
+    cfg = SearchConfig.from_dict(state.config)
+    train, execution = _run_options(paths, dict(options.execution))
+    ranking = final_ranking(state, cfg, options.top)
+    if not ranking:
+        raise StateError(
+            f"run {paths.state} has no network that finished all {cfg.segments_per_network} "
+            "segment(s) yet; nothing to retrain"
+        )
+    base = train.base()
+    setting = Setting.parse(options.setting, base)
+    recipe = make_recipe("original", setting, cfg.profile, {"cell_output": cfg.concat_mode})
+    jobs = []
+    for rank, (arch_id, score) in enumerate(ranking, start=1):
+        for seed in range(options.seeds):
+            spec = SegmentSpec(
+                arch_id=arch_id, genotype_json=state.networks[arch_id].genotype_json,
+                setting=str(setting), recipe=recipe, epoch_start=0, epoch_end=setting.e,
+                run_dir=str(retrain_dir(paths.state) / f"{arch_id}-seed{seed}"),
+                dataset=cfg.dataset, data_dir=cfg.data_dir, seed=seed, device=execution.device,
+                base=base, synthetic_train=cfg.synthetic_train, synthetic_test=cfg.synthetic_test,
+            )  # fmt: skip
+            name = f"econas-{paths.run}.rt-{arch_id}-s{seed}"
+            item = WorkItem(name, "train", spec.to_dict(), str(result_path(spec)))
+            jobs.append(RetrainJob(rank, arch_id, seed, score, spec, item))
+    return jobs
+
+
+@dataclass(slots=True)
+class _Tracker:
+    """Job ids, states and submissions of one `retrain` invocation."""
+
+    executor: Executor
+    max_attempts: int
+    job_ids: dict[str, str] = field(default_factory=dict)  # item name -> job id
+    states: dict[str, str] = field(default_factory=dict)  # job id -> JobState
+    attempts: dict[str, int] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+    adopted: set[str] = field(default_factory=set)  # names whose job an earlier run submitted
+
+    def adopt(self, jobs: Sequence[RetrainJob], prefix: str) -> None:
+        """Take over the jobs of an earlier invocation, found by name."""
+        names = {job.item.name for job in jobs}
+        found = {n: j for n, j in self.executor.find(prefix).items() if n in names}
+        self.job_ids.update(found)
+        self.adopted.update(found)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.job_ids:
+            self.states = dict(self.executor.poll(sorted(set(self.job_ids.values()))))
+
+    def state_of(self, name: str) -> str:
+        job_id = self.job_ids.get(name)
+        return "" if job_id is None else self.states.get(job_id, "unknown")
+
+    def submit_missing(self, jobs: Sequence[RetrainJob]) -> None:
+        """Submit, in one call, every unfinished training without a live job."""
+        todo = []
+        for job in jobs:
+            name = job.item.name
+            if _finished(job) or name in self.failed:
+                continue
+            # "unknown" right after our own submission is accounting lag, not a dead job; for an
+            # adopted job it is one the scheduler forgot.
+            state = self.state_of(name)
+            if state in ALIVE_STATES or (state == "unknown" and name not in self.adopted):
+                continue
+            if self.attempts.get(name, 0) >= self.max_attempts:
+                log.warning("%s: %d submissions ended without a result; giving up", name,
+                            self.max_attempts)  # fmt: skip
+                self.failed.add(name)
+                continue
+            todo.append(job)
+        if not todo:
+            return
+        ids = self.executor.submit([job.item for job in todo], label="retrain")
+        for job, job_id in zip(todo, ids, strict=True):
+            self.job_ids[job.item.name] = job_id
+            self.adopted.discard(job.item.name)
+            self.attempts[job.item.name] = self.attempts.get(job.item.name, 0) + 1
+        self.refresh()
+
+    def finished(self, jobs: Sequence[RetrainJob]) -> bool:
+        return all(_finished(job) or job.item.name in self.failed for job in jobs)
+
+
+def _finished(job: RetrainJob) -> bool:
+    return Path(job.item.result_path).exists()
+
+
+def _epochs_done(run_dir: Path) -> int:
+    """Epochs completed according to the newest checkpoint (its name: epoch in progress)."""
+    epochs = [int(m.group(1)) for p in (run_dir / "checkpoints").glob("ep*.pt")
+              if (m := _CHECKPOINT_RE.match(p.name))]  # fmt: skip
+    return max(epochs, default=0)
+
+
+def _record(job: RetrainJob, tracker: _Tracker, gpus: int) -> RetrainRecord:
+    """The table row of `job` now: from its result file, else from its job and checkpoints."""
+    name, run_dir = job.item.name, Path(job.spec.run_dir)
+    signals = sum(1 for e in read_events(run_dir) if e.get("event") == "signal" and
+                  e.get("item") == name)  # fmt: skip
+    common: dict[str, Any] = {
+        "arch_id": job.arch_id, "seed": job.seed, "rank": job.rank,
+        "proxy_score": job.proxy_score, "setting": job.spec.setting,
+        "epochs": job.spec.epoch_end, "preemptions": signals,
+        "job_id": tracker.job_ids.get(name, ""), "run_dir": str(run_dir),
+    }  # fmt: skip
+    result = read_result(job.spec)
+    if result is None:
+        state = tracker.state_of(name)
+        status = "failed" if name in tracker.failed else "running" if state == "running" else (
+            "pending")  # fmt: skip
+        return RetrainRecord(**common, status=status, epochs_done=_epochs_done(run_dir))
+    ok = result.status == "ok" and bool(result.test_acc)
+    acc = result.test_acc[-1] if ok else math.nan
+    return RetrainRecord(
+        **common, status=result.status, test_acc=acc, test_error=100.0 - acc,
+        params=result.params, epochs_done=job.spec.epoch_start + len(result.test_acc),
+        gpu_hours=result.wall_s * gpus / 3600.0, resumes=result.resumes,
+    )  # fmt: skip
+
+
+def retrain(state_path: str | Path, options: RetrainOptions | None = None) -> list[RetrainRecord]:
+    """Retrain the run's top networks; return (and store in `/retrain`) one row per training.
+
+    Raises:
+        StateError: unreadable state, nothing to retrain, or a live search driver holds the run.
+        SubmissionError: the scheduler refused the jobs (e.g. more GPUs than the partition has).
+        ConfigError / InvalidSettingError: bad options.
+    """
+    options = options or RetrainOptions()
+    jobs = plan_retrain(state_path, options)
+    paths = RunPaths.of(state_path)
+    _, execution = _run_options(paths, dict(options.execution))
+    gpus = execution.cluster.gpus_per_node or 1
+    with acquire_lock(paths.state) as lock:
+        folder = retrain_dir(paths.state) / "executor"
+        tracker = _Tracker(make_executor(execution.executor, folder, execution.cluster),
+                           options.max_attempts)  # fmt: skip
+        tracker.adopt(jobs, f"econas-{paths.run}.rt-")
+        written: list[RetrainRecord] | None = None
+        while True:
+            tracker.submit_missing(jobs)
+            records = [_record(job, tracker, gpus) for job in jobs]
+            if records != written:  # NaN != NaN: a pending table is rewritten; it is small
+                write_retrain_table(paths.state, records)
+                written = records
+            if not options.wait or tracker.finished(jobs):
+                return records
+            time.sleep(execution.poll_s)
+            lock.refresh()
+            tracker.refresh()
+
+
+def summarize_retrain(records: Sequence[RetrainRecord]) -> list[dict[str, Any]]:
+    """Per network, in rank order: seeds finished, test error mean and standard deviation (%).
+
+    The deviation is the sample one (n - 1) over finished seeds, 0.0 for one seed, NaN for none.
+    """
+    by_arch: dict[str, list[RetrainRecord]] = {}
+    for record in sorted(records, key=lambda r: (r.rank, r.seed)):
+        by_arch.setdefault(record.arch_id, []).append(record)
+    rows = []
+    for arch_id, group in by_arch.items():
+        errors = [r.test_error for r in group if r.status == "ok"]
+        rows.append({
+            "arch_id": arch_id, "rank": group[0].rank, "proxy_score": group[0].proxy_score,
+            "setting": group[0].setting, "seeds": len(group), "finished": len(errors),
+            "test_error_mean": statistics.fmean(errors) if errors else math.nan,
+            "test_error_std": statistics.stdev(errors) if len(errors) > 1 else (
+                0.0 if errors else math.nan),
+            "params": max(r.params for r in group),
+            "gpu_hours": sum(r.gpu_hours for r in group),
+            "preemptions": sum(r.preemptions for r in group),
+            "statuses": sorted({r.status for r in group}),
+        })  # fmt: skip
+    return rows
