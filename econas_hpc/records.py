@@ -176,4 +176,3 @@ class RunState:
             "jobs": [asdict(j) for j in self.jobs.values()],
             "cycles": [asdict(c) for c in self.cycles],
         }
-

@@ -1,0 +1,62 @@
+"""`python -m econas_hpc.bench`: the benchmarks and GPU checks without the CLI (for check scripts).
+
+Runs `proxy.run_bench` (mode proxy or driver) or, with `--check`, `proxy.check_gpu_paths`; prints
+a plain table (or the check's JSON) and writes the JSON to `--json PATH` when given. Exit status:
+0, or 1 when `--check` finds the graph and eager paths disagree or a step synchronises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from econas_hpc.bench import format_bench_table
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m econas_hpc.bench", description=__doc__)
+    parser.add_argument("--mode", choices=("proxy", "driver"), default="proxy")
+    parser.add_argument("--networks", type=int, default=None, help="default: 28 (GPU) / 3 (CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="default: 20 (GPU) / 3 (CPU)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=384)
+    parser.add_argument("--setting", default="c4r4s0e60")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cycles", type=int, default=100, help="driver mode: search cycles")
+    parser.add_argument("--cache-dir", default=".bench", help="synthetic data cache")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--check", action="store_true", help="graph vs eager check on CUDA")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, run the benchmark or check, report; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from econas_hpc.bench.proxy import check_gpu_paths, run_bench  # noqa: PLC0415 (torch)
+
+    status = 0
+    if args.check:
+        with tempfile.TemporaryDirectory(prefix="econas-gpu-check-") as tmp:
+            result = check_gpu_paths(Path(tmp))
+        text, status = json.dumps(result, indent=2), 0 if result["ok"] else 1
+    else:
+        result = run_bench(
+            args.networks, args.steps, args.device, args.seed, args.batch_size, args.setting,
+            args.mode, args.cycles, args.cache_dir,
+        )  # fmt: skip
+        text = format_bench_table(result)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    sys.stdout.write(text + "\n")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

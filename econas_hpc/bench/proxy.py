@@ -1,0 +1,383 @@
+"""`run_bench`: proxy-training throughput of ours against the official-code pipeline.
+
+Owns the proxy benchmark: the same random c4r4 genotypes trained for a few steps each with (a)
+the reference pipeline (`reference.py`: PIL transforms, one-worker DataLoader, eager, one network
+at a time) and (b) ours (`train/packed.py`: data and augmentation on the device, all networks
+in one process, CUDA graphs and one stream per network on a GPU), on the same device, data and
+run. A proxy epoch is 50,000 images (c4r4s0e60's training set); figures are extrapolated from
+the timed steps, warm-up steps and set-up excluded. On CUDA each pipeline is timed as one block
+(ours runs asynchronously); on the CPU, where steps are synchronous and the machines here are
+shared, the two alternate round by round so that both see the same load. The driver timing (`mode="driver"`) is delegated to
+`driver.py`.
+
+Must not: print, write outside `cache_dir` and a temporary directory, or hold timing thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from econas_hpc.bench import cpu_name
+from econas_hpc.bench.driver import run_driver_bench
+from econas_hpc.bench.reference import ReferenceConfig, reference_steps, run_reference
+from econas_hpc.errors import ConfigError
+from econas_hpc.settings import Recipe, Setting, make_recipe
+from econas_hpc.space.genotype import Genotype
+from econas_hpc.space.sampling import sample_genotype
+from econas_hpc.train import SegmentSpec
+from econas_hpc.train import checkpoint as ckpt
+from econas_hpc.train import segment as seg
+from econas_hpc.train.graphs import count_syncs
+from econas_hpc.train.packed import (
+    DataCache,
+    Lane,
+    close_lane,
+    open_lane,
+    open_lanes,
+    run_packed,
+    shared_data,
+    step_lane,
+)
+from econas_hpc.train.segment import run_segment
+
+__all__ = [
+    "CPU_DEFAULTS",
+    "GPU_DEFAULTS",
+    "MODES",
+    "PROXY_EPOCH_IMAGES",
+    "check_gpu_paths",
+    "run_bench",
+]
+
+MODES = ("proxy", "driver")
+PROXY_EPOCH_IMAGES = 50_000
+GPU_DEFAULTS = (28, 20)  # (networks, timed steps per network): a whole cycle's segments
+# A c4r4 step at batch 384 takes seconds on two CPU cores: keep `bench --device cpu` to minutes.
+CPU_DEFAULTS = (3, 3)
+WARMUP_STEPS = 2  # per network and pipeline, not timed (cuDNN/allocator warm-up, first replays)
+_SYNTHETIC_TEST = 200  # evaluation is not timed; the writer still needs a test split
+
+
+def _sizes(networks: int | None, steps: int | None, device: torch.device) -> tuple[int, int, bool]:
+    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    scaled = device.type != "cuda" and (networks is None or steps is None)
+    n = defaults[0] if networks is None else networks
+    k = defaults[1] if steps is None else steps
+    if n < 1 or k < 1:
+        raise ConfigError(f"networks={n} and steps={k} must both be >= 1")
+    return n, k, scaled
+
+
+def _genotypes(n: int, seed: int) -> list[Genotype]:
+    """`n` distinct random genotypes of the search space (clean concat: always buildable)."""
+    rng, found = np.random.default_rng(seed), dict[str, Genotype]()
+    while len(found) < n:
+        genotype = sample_genotype(rng)
+        found.setdefault(genotype.arch_id, genotype)
+    return list(found.values())
+
+
+def _synthetic_train(recipe: Recipe, steps: int) -> int:
+    # Every lane's epoch must outlast warm-up + timed + counted steps (+1 so no epoch ends), and
+    # the hold-out split takes val_fraction of the images first. Rounded up to share the cache.
+    wanted = (WARMUP_STEPS + steps + 2) * recipe.batch_size / (1.0 - recipe.val_fraction)
+    return int(math.ceil(wanted / 1000.0) * 1000)
+
+
+def _specs(
+    genotypes: Sequence[Genotype], runs: Path, seed: int, **common: Any
+) -> list[SegmentSpec]:
+    """One synthetic-data spec per genotype (run dir `runs/<arch_id>`, seed `seed + i`);
+    `common` holds the other SegmentSpec fields."""
+    return [
+        SegmentSpec(
+            arch_id=g.arch_id,
+            genotype_json=g.to_json(),
+            run_dir=str(runs / g.arch_id),
+            seed=seed + i,
+            dataset="synthetic",
+            synthetic_test=_SYNTHETIC_TEST,
+            **common,
+        )
+        for i, g in enumerate(genotypes)
+    ]
+
+
+def _peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # Linux reports KiB: the process high-water mark, both pipelines together (interleaved).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rounds(lanes: Sequence[Lane], rounds: int) -> None:
+    for _ in range(rounds):
+        for lane in lanes:
+            step_lane(lane)
+
+
+def _time_group(lanes: list[Lane], steps: int, device: torch.device) -> tuple[float, float]:
+    """CUDA: (seconds of `steps` timed rounds, host syncs of one more step)."""
+    _rounds(lanes, WARMUP_STEPS)
+    torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    _rounds(lanes, steps)
+    torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - started
+    return elapsed, float(count_syncs(lambda: step_lane(lanes[0])))
+
+
+def _time_ours(
+    specs: list[SegmentSpec], cache: DataCache, steps: int, device: torch.device
+) -> dict[str, Any]:
+    """CUDA: as many lanes at once as the device holds (all of them unless memory says no)."""
+    torch.cuda.reset_peak_memory_stats(device)
+    todo, train_s, setup_s, syncs, concurrent = list(range(len(specs))), 0.0, [], 0.0, 0
+    while todo:
+        lanes = [lane for _, lane in open_lanes(specs, todo, cache, {})]
+        concurrent = max(concurrent, len(lanes))
+        setup_s += [lane.setup_s for lane in lanes]
+        elapsed, counted = _time_group(lanes, steps, device)
+        train_s, syncs = train_s + elapsed, max(syncs, counted)
+        for lane in lanes:
+            close_lane(lane)
+        del lanes
+    images = len(specs) * steps * specs[0].recipe.batch_size
+    return _Measured(images, train_s, setup_s, concurrent).to_dict(_peak_mib(device), syncs)
+
+
+def _reference_config(spec: SegmentSpec, steps: int, device: torch.device) -> ReferenceConfig:
+    setting = Setting.parse(spec.setting, spec.base)
+    return ReferenceConfig(setting, spec.base, spec.recipe, WARMUP_STEPS, steps, device, spec.seed)
+
+
+def _host_arrays(data: seg._Data) -> tuple[np.ndarray, np.ndarray]:
+    """The very images (and labels) ours trains on, back on the host for the PIL pipeline."""
+    images, labels = data.train
+    return images.cpu().numpy(), labels.cpu().numpy()
+
+
+def _time_reference(
+    genotypes: Sequence[Genotype], spec: SegmentSpec, data: seg._Data, steps: int,
+    device: torch.device,
+) -> dict[str, Any]:  # fmt: skip
+    """CUDA: the reference with `spec`'s setting, recipe and seed, timed as one block."""
+    torch.cuda.reset_peak_memory_stats(device)
+    timing = run_reference(genotypes, _host_arrays(data), _reference_config(spec, steps, device))
+    measured = _Measured(timing.images, timing.train_s, list(timing.setup_s), 1)
+    return measured.to_dict(_peak_mib(device), timing.host_syncs_per_step)
+
+
+def _time_interleaved(
+    genotypes: Sequence[Genotype], specs: list[SegmentSpec], cache: DataCache, steps: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """CPU: (ours, reference) timed in alternation, one round of ours then as many reference
+    steps, so that both see the same load on a shared machine (steps are synchronous here)."""
+    device = torch.device("cpu")
+    lanes = [lane for _, lane in open_lanes(specs, list(range(len(specs))), cache, {})]
+    config = _reference_config(specs[0], steps, device)
+    ref_setup: list[float] = []
+    reference = reference_steps(genotypes, _host_arrays(shared_data(specs[0], cache)), config,
+                                ref_setup)  # fmt: skip
+    _rounds(lanes, WARMUP_STEPS)
+    ours_s = ref_s = 0.0
+    for _ in range(steps):
+        started = time.perf_counter()
+        _rounds(lanes, 1)
+        ours_s += time.perf_counter() - started
+        ref_s += sum(next(reference) for _ in lanes)
+    reference.close()
+    for lane in lanes:
+        close_lane(lane)
+    images, peak = len(lanes) * steps * specs[0].recipe.batch_size, _peak_mib(device)
+    ours = _Measured(images, ours_s, [lane.setup_s for lane in lanes], len(lanes))
+    return ours.to_dict(peak, None), _Measured(images, ref_s, ref_setup, 1).to_dict(peak, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    images: int  # trained in the timed steps, all networks
+    train_s: float  # wall seconds of the timed steps
+    setup_s: list[float]  # per architecture
+    concurrent: int  # networks training at once
+
+    def to_dict(self, peak_mib: float, syncs: float | None) -> dict[str, Any]:
+        per_epoch = self.train_s * PROXY_EPOCH_IMAGES / self.images
+        return {
+            "proxy_epochs_per_s": 1.0 / per_epoch,
+            "device_s_per_proxy_epoch": per_epoch,
+            "images_per_s": self.images / self.train_s,
+            "train_s": self.train_s,
+            "images": self.images,
+            "concurrent": self.concurrent,
+            "setup_s_per_arch": sum(self.setup_s) / len(self.setup_s),
+            "setup_s_per_arch_max": max(self.setup_s),
+            "peak_memory_mib": peak_mib,
+            "host_syncs_per_step": syncs,
+        }
+
+
+def _device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return seg._device_name(device)
+    return f"cpu: {cpu_name()}, {torch.get_num_threads()} torch threads"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A resolved proxy benchmark: what to train, on what, for how long."""
+
+    networks: int
+    steps: int  # timed, per network
+    device: torch.device
+    seed: int
+    setting: str
+    recipe: Recipe
+    cache_dir: Path
+    scaled: bool  # the CPU defaults replaced the GPU ones
+
+    def specs(self, genotypes: list[Genotype], runs: Path) -> list[SegmentSpec]:
+        """One epoch-0 spec per genotype, sized so that no epoch ends inside the timing."""
+        return _specs(
+            genotypes, runs, self.seed, setting=self.setting, recipe=self.recipe,
+            epoch_start=0, epoch_end=1, data_dir=str(self.cache_dir / "data"),
+            device=str(self.device), synthetic_train=_synthetic_train(self.recipe, self.steps),
+        )  # fmt: skip
+
+
+def _run_proxy(plan: _Plan) -> dict[str, Any]:
+    genotypes = _genotypes(plan.networks, plan.seed)
+    with tempfile.TemporaryDirectory(prefix="econas-bench-") as tmp:
+        specs = plan.specs(genotypes, Path(tmp))
+        cache: DataCache = {}
+        data = shared_data(specs[0], cache)  # loaded once, for both pipelines
+        if plan.device.type == "cuda":  # ours runs asynchronously: time each as one block
+            ours = _time_ours(specs, cache, plan.steps, plan.device)
+            reference = _time_reference(genotypes, specs[0], data, plan.steps, plan.device)
+        else:
+            ours, reference = _time_interleaved(genotypes, specs, cache, plan.steps)
+    note = ""
+    if plan.scaled:
+        note = f"CPU run scaled down from {GPU_DEFAULTS[0]} networks x {GPU_DEFAULTS[1]} steps"
+    return {
+        "mode": "proxy", "device": _device_label(plan.device), "torch": torch.__version__,
+        "setting": plan.setting, "batch_size": plan.recipe.batch_size, "networks": plan.networks,
+        "steps": plan.steps, "warmup_steps": WARMUP_STEPS, "scaled_for_cpu": plan.scaled,
+        "note": note, "reference": reference, "ours": ours,
+        "ratio": ours["proxy_epochs_per_s"] / reference["proxy_epochs_per_s"],
+    }  # fmt: skip
+
+
+def run_bench(
+    networks: int | None = None, steps: int | None = None, device: str = "auto", seed: int = 0,
+    batch_size: int = 384, setting: str = "c4r4s0e60", mode: str = "proxy", cycles: int = 100,
+    cache_dir: Path | str = ".bench",
+) -> dict[str, Any]:  # fmt: skip
+    """Benchmark proxy training (ours vs. reference) or, with mode="driver", the driver.
+
+    `networks`/`steps` default to 28 x 20 on CUDA and to `CPU_DEFAULTS` on the CPU (then
+    "scaled_for_cpu" is true and "note" says so; compare the ratio there, not the times).
+    Synthetic CIFAR data is written once under `cache_dir`. Returns a JSON-ready dict:
+    mode, device, torch, setting, batch_size, networks, steps, warmup_steps, scaled_for_cpu,
+    note, reference and ours (each: proxy_epochs_per_s, device_s_per_proxy_epoch, images_per_s,
+    train_s, images, concurrent, setup_s_per_arch, setup_s_per_arch_max, peak_memory_mib,
+    host_syncs_per_step) and ratio (ours / reference proxy epochs per second). With
+    mode="driver": `driver.run_driver_bench(cycles, seed)`.
+
+    Raises:
+        ConfigError: unknown mode or device, or non-positive sizes.
+    """
+    if mode == "driver":
+        return run_driver_bench(cycles, seed)
+    if mode not in MODES:
+        raise ConfigError(f"bench mode {mode!r} is unknown; allowed: {', '.join(MODES)}")
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise ConfigError(f"device {device!r} is unknown; allowed: auto, cpu, cuda[:N]")
+    dev = seg._resolve_device(device)
+    n, k, scaled = _sizes(networks, steps, dev)
+    recipe = make_recipe("search", Setting.parse(setting), "supplement", {"batch_size": batch_size})
+    return _run_proxy(_Plan(n, k, dev, seed, setting, recipe, Path(cache_dir), scaled))
+
+
+def _max_weight_diff(left: str, right: str) -> float:
+    """Largest |difference| between the final weights of two run directories."""
+    a, b = (ckpt.load_latest(Path(d) / "checkpoints", {}) for d in (left, right))
+    assert a is not None and b is not None
+    diffs = (a["model"][k].double() - b["model"][k].double() for k in a["model"])
+    return max(float(d.abs().max()) for d in diffs)
+
+
+def _compare(graph: list[SegmentSpec], eager: list[SegmentSpec]) -> dict[str, Any]:
+    """Train `graph` packed and `eager` one by one; the largest differences between them."""
+    got, want = run_packed(graph), [run_segment(spec) for spec in eager]
+    pairs = list(zip(got, want, strict=True))
+    losses = [
+        abs(a - b) / max(abs(b), 1e-12)
+        for p, e in pairs
+        for a, b in zip(p.train_loss, e.train_loss, strict=True)
+    ]
+    accs = [
+        abs(a - b)
+        for p, e in pairs
+        for a, b in zip(p.sel_acc + p.test_acc, e.sel_acc + e.test_acc, strict=True)
+    ]
+    weights = [_max_weight_diff(g.run_dir, e.run_dir) for g, e in zip(graph, eager, strict=True)]
+    return {
+        "statuses": [r.status for r in got + want],
+        "max_weight_diff": max(weights),
+        "max_loss_rel_diff": max(losses),
+        "max_acc_diff": max(accs),
+    }
+
+
+def check_gpu_paths(work_dir: Path, networks: int = 3, epochs: int = 2) -> dict[str, Any]:
+    """Graph path vs. eager path on CUDA, and the host syncs of a graph step.
+
+    Trains `networks` random c4r4 genotypes for `epochs` epochs on a small synthetic set
+    (5 steps per epoch, the last one partial, evaluation with a partial batch too) twice: packed
+    with CUDA graphs and streams (`run_packed`) and one by one eagerly (`run_segment`). Returns
+    the largest differences (`max_weight_diff`, `max_loss_rel_diff`, `max_acc_diff` in points),
+    `syncs_per_step` of a warm graph step, `setup_s` per lane, and `ok` when the weights agree
+    within 1e-3 and the losses within 1e-3 relative, with zero syncs.
+    """
+    setting = "c4r4s0e60"
+    recipe = make_recipe("search", Setting.parse(setting), "supplement", {"epochs": epochs})
+    graph = _specs(
+        _genotypes(networks, 1),
+        work_dir / "graph",
+        0,
+        setting=setting,
+        recipe=recipe,
+        epoch_start=0,
+        epoch_end=epochs,
+        data_dir=str(work_dir / "data"),
+        device="cuda",
+        synthetic_train=2000,
+    )
+    eager = [replace(s, run_dir=str(work_dir / "eager" / s.arch_id)) for s in graph]
+    device = _device_label(torch.device("cuda"))
+    result: dict[str, Any] = {"device": device, "networks": networks, "epochs": epochs}
+    result.update(_compare(graph, eager))
+    lane = open_lane(replace(graph[0], run_dir=str(work_dir / "probe")), {})
+    assert isinstance(lane, Lane)
+    _rounds([lane], 2)  # 2 of the epoch's 5 steps: the counted third is not an epoch end
+    result["syncs_per_step"] = count_syncs(lambda: step_lane(lane))
+    result["setup_s"] = lane.setup_s
+    close_lane(lane)
+    result["ok"] = (
+        set(result["statuses"]) == {"ok"}
+        and result["max_weight_diff"] < 1e-3
+        and result["max_loss_rel_diff"] < 1e-3
+        and result["syncs_per_step"] == 0
+    )
+    return result

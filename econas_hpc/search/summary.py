@@ -1,0 +1,180 @@
+"""Read-only summaries of runs for `status` and `best`: plain dicts from the state file alone.
+
+This module owns what `econas-hpc status` and `best` report: progress (cycle k of N), pools and
+their best scores, segment and job counts, retries, device hours, an estimate of the time left,
+the leading networks, and the exported final genotypes. It reads the state file (and the run's
+lock and run files, for who drives it) and nothing else: no scheduler traffic, no writes, so it
+works while a driver saves (snapshots are replaced atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from econas_hpc.records import INITIAL_CYCLE, JOB_STATES, POOL_NAMES, RunState
+from econas_hpc.search import evolution as evo
+from econas_hpc.search.config import SearchConfig
+from econas_hpc.search.workitems import RunPaths
+from econas_hpc.space.genotype import Genotype
+from econas_hpc.store.lock import lock_path_for
+from econas_hpc.store.state import StateStore
+
+RECENT_CYCLES = 5  # cycles averaged for the estimate of the time left
+TOP_DEFAULT = 5
+
+
+def find_runs(root: str | Path = "state") -> list[Path]:
+    """Every state file (`*.h5`) directly under `root`, sorted by name."""
+    folder = Path(root)
+    return sorted(p for p in folder.glob("*.h5") if p.is_file()) if folder.is_dir() else []
+
+
+def _number(value: float) -> float | None:
+    """JSON-safe: NaN (not yet / empty pool) becomes None."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def leaders(state: RunState, top: int) -> list[dict[str, Any]]:
+    """The `top` "ok" networks trained furthest, best latest score first (the final ranking
+    once networks finished all segments)."""
+    nets = [n for n in state.networks.values() if n.status == "ok" and n.segments_done]
+    nets.sort(key=lambda n: (-n.segments_done, -n.latest_score))
+    return [{"arch_id": n.arch_id, "score": n.latest_score, "segments": n.segments_done,
+             "parent_id": n.parent_id, "born_cycle": n.born_cycle} for n in nets[:top]]  # fmt: skip
+
+
+def _pools(state: RunState, cfg: SearchConfig) -> tuple[dict[str, int], dict[str, float | None]]:
+    current = evo.pools(state, cfg, max(state.cycle, 0))
+    sizes = {name: len(current[name]) for name in POOL_NAMES}
+    best = {
+        name: _number(state.networks[current[name][0]].latest_score) if current[name] else None
+        for name in POOL_NAMES
+    }
+    return sizes, best
+
+
+def _time_left_s(state: RunState, cfg: SearchConfig) -> float | None:
+    """Mean wall time of the latest finished cycles times the cycles still to run."""
+    walls = [c.wall_s for c in state.cycles if c.cycle >= 0 and c.cycle < state.cycle]
+    if not walls:
+        return None
+    recent = walls[-RECENT_CYCLES:]
+    remaining = max(0, cfg.cycles - max(state.cycle, 0))
+    return sum(recent) / len(recent) * remaining
+
+
+def _driver(path: Path) -> dict[str, Any] | None:
+    """Who holds the driver lock, as written in it (None when no driver runs)."""
+    try:
+        data = json.loads(lock_path_for(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {k: data.get(k) for k in ("host", "pid", "job_id", "started")}
+
+
+def _executor(path: Path) -> str:
+    try:
+        data = json.loads(RunPaths.of(path).run_file.read_text(encoding="utf-8"))
+        return str(data["execution"]["executor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
+    """The status of one run as a JSON-ready dict.
+
+    Keys: run, state, loaded_from, updated, phase (initial | running | done), cycle (cycles
+    finished), cycles_total, networks, statuses, segments_done, segments_total_estimate,
+    segments (done/running/pending/failed), jobs (count per job state), retries, pools and
+    pool_best (P20/P40/P60), gpu_hours, time_left_s, best (arch_id, score, segments, ...),
+    driver (lock holder or None), executor, dry_run, strategy.
+
+    Raises:
+        StateError: the state file is missing, unreadable or of a newer schema.
+    """
+    path = Path(state_path)
+    state, source = StateStore(path).load_with_source()
+    cfg = SearchConfig.from_dict(state.config)
+    counts = evo.summary_counts(state)
+    jobs = dict.fromkeys(JOB_STATES, 0)
+    for job in state.jobs.values():
+        jobs[job.state] += 1
+    sizes, best = _pools(state, cfg)
+    done = state.cycle >= cfg.cycles and not evo.is_planned(state)
+    return {
+        "run": RunPaths.of(path).run,
+        "state": str(path),
+        "loaded_from": str(source),
+        "updated": state.updated,
+        "phase": "done" if done else ("initial" if state.cycle == INITIAL_CYCLE else "running"),
+        "cycle": max(state.cycle, 0),
+        "cycles_total": cfg.cycles,
+        "networks": counts["networks"],
+        "statuses": counts["statuses"],
+        "segments_done": counts["segments_done"],
+        "segments": {"done": jobs["done"], "running": jobs["running"],
+                     "pending": jobs["planned"] + jobs["submitted"], "failed": jobs["failed"]},
+        "jobs": jobs,
+        "retries": sum(max(0, j.attempt - 1) for j in state.jobs.values()),
+        "pools": sizes,
+        "pool_best": best,
+        "gpu_hours": sum(c.gpu_s for c in state.cycles) / 3600.0,
+        "time_left_s": _time_left_s(state, cfg),
+        "best": leaders(state, top),
+        "driver": _driver(path),
+        "executor": _executor(path),
+        "dry_run": cfg.dry_run,
+        "strategy": cfg.strategy,
+    }  # fmt: skip
+
+
+def summarize_all(paths: Iterable[str | Path], top: int = TOP_DEFAULT) -> list[dict[str, Any]]:
+    """`summarize` for each path; an unreadable run gives {"state": path, "error": message}."""
+    from econas_hpc.errors import EconasError
+
+    out = []
+    for path in paths:
+        try:
+            out.append(summarize(path, top))
+        except EconasError as exc:
+            out.append({"state": str(path), "error": " ".join(str(exc).split())})
+    return out
+
+
+def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
+    """The final answer of a run: its `top` networks by the final ranking (spec 7.2), with
+    their genotypes as JSON and as DARTS literals.
+
+    Returns:
+        {run, state, complete (all cycles done), cycle, cycles_total, networks: [{rank,
+        arch_id, score, segments, parent_id, born_cycle, genotype, literal}]}.
+
+    Raises:
+        StateError: the state file is missing, unreadable or of a newer schema.
+    """
+    state = StateStore(state_path).load()
+    cfg = SearchConfig.from_dict(state.config)
+    ranked = evo.final_ranking(state, cfg, top)
+    networks = []
+    for rank, (arch_id, score) in enumerate(ranked, start=1):
+        net = state.networks[arch_id]
+        genotype = Genotype.from_json(net.genotype_json)
+        networks.append({
+            "rank": rank, "arch_id": arch_id, "score": score, "segments": net.segments_done,
+            "parent_id": net.parent_id, "born_cycle": net.born_cycle,
+            "genotype": genotype.to_dict(), "literal": genotype.to_literal(),
+        })  # fmt: skip
+    return {
+        "run": RunPaths.of(state_path).run,
+        "state": str(state_path),
+        "complete": evo.search_done(state, cfg) and not evo.is_planned(state),
+        "cycle": max(state.cycle, 0),
+        "cycles_total": cfg.cycles,
+        "networks": networks,
+    }

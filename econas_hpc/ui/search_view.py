@@ -1,0 +1,209 @@
+"""Rich views of a search: the live view of `launch`/`resume`, the `status` and `best` tables.
+
+This module owns how search progress looks: `SearchView` turns driver events into a live panel
+in a terminal, or into one plain, timestamped line per event when output is not a terminal (a
+batch job's log); `render_status` and `render_best` print the summaries of
+`econas_hpc.search.summary`. Renderers take plain data; they compute nothing and never exit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Protocol
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["SearchView", "format_duration", "render_best", "render_status"]
+
+RECENT_EVENTS = 8
+POOLS = ("P20", "P40", "P60")
+
+
+class _Event(Protocol):
+    """What the view reads of a `search.reconcile.SearchEvent`."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def cycle(self) -> int: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+def format_duration(seconds: float | None) -> str:
+    """12 s, 3.5 min, 2.4 h, 1.3 d; "-" for unknown."""
+    if seconds is None or math.isnan(seconds):
+        return "-"
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def _cycle_name(cycle: int) -> str:
+    return "initial population" if cycle < 0 else f"cycle {cycle}"
+
+
+class SearchView:
+    """The event callback of a running search (a context manager around the live display).
+
+    Args:
+        console: where to draw; its `is_terminal` chooses live view or plain lines.
+        title: shown in the live panel (the state file).
+        cycles_total: N of "cycle k of N" (0 if unknown).
+    """
+
+    def __init__(self, console: Console, title: str, cycles_total: int = 0) -> None:
+        self.console, self.title, self.cycles_total = console, title, cycles_total
+        self.live = console.is_terminal
+        self.recent: deque[str] = deque(maxlen=RECENT_EVENTS)
+        self.cycle, self.planned, self.done, self.failed, self.retries = -1, 0, 0, 0, 0
+        self._live: Live | None = None
+        self._handlers: list[logging.Handler] = []
+
+    def __enter__(self) -> SearchView:
+        if self.live:
+            # Log records print above the live panel, warnings and worse only: plain stream
+            # handlers would write through it, and job start-up INFO lines are noise here.
+            root = logging.getLogger()
+            self._handlers = root.handlers[:]
+            root.handlers = [RichHandler(logging.WARNING, console=self.console, show_path=False)]
+            self._live = Live(self._panel(), console=self.console, refresh_per_second=4)
+            self._live.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._live is not None:
+            self._live.update(self._panel())
+            self._live.__exit__(exc_type, exc, tb)
+            self._live = None
+            logging.getLogger().handlers = self._handlers
+
+    def __call__(self, event: _Event) -> None:
+        self._count(event)
+        stamp = dt.datetime.now().strftime("%H:%M:%S")
+        if not self.live:
+            line = f"{dt.datetime.now().isoformat(timespec='seconds')} {event.kind:<13} "
+            self.console.file.write(f"{line}{_cycle_name(event.cycle)}: {event.message}\n")
+            self.console.file.flush()
+            return
+        self.recent.append(f"{stamp} {event.kind:<13} {event.message}")
+        if self._live is not None:
+            self._live.update(self._panel())
+
+    def _count(self, event: _Event) -> None:
+        if event.kind == "cycle_started":
+            self.cycle, self.done, self.failed, self.retries = event.cycle, 0, 0, 0
+            self.planned = int(event.data.get("continued", 0)) + int(event.data.get("children", 0))
+        elif event.kind in ("started", "resumed") and event.cycle != self.cycle:
+            self.cycle = event.cycle
+        elif event.kind == "segment_done":
+            self.done += 1
+        elif event.kind == "failed":
+            self.done, self.failed = self.done + 1, self.failed + 1
+        elif event.kind == "retry":
+            self.retries += 1
+        elif event.kind == "cycle_done":
+            self.done = self.planned
+
+    def _panel(self) -> Panel:
+        of = f" of {self.cycles_total}" if self.cycles_total else ""
+        head = Text(f"{_cycle_name(self.cycle)}{of}: {self.done}/{self.planned} segments, "
+                    f"{self.failed} failed, {self.retries} retries")  # fmt: skip
+        bar = ProgressBar(total=max(self.planned, 1), completed=self.done, width=50)
+        lines = Text("\n".join(self.recent) or "waiting for the first event...", style="dim")
+        return Panel(Group(head, bar, lines), title=escape(self.title), title_align="left")
+
+
+# --- status and best --------------------------------------------------------------------------
+
+
+def _overview(run: Mapping[str, Any]) -> Table:
+    table = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    pools = run["pools"]
+    best = run["pool_best"]
+    segs = run["segments"]
+    driver = run.get("driver")
+    table.add_row("progress", f"cycle {run['cycle']} of {run['cycles_total']} done "
+                  f"({run['phase']}), {run['networks']} networks")  # fmt: skip
+    table.add_row("pools", ", ".join(f"{p} {pools[p]} (best {_score(best[p])})" for p in POOLS))
+    table.add_row(
+        "segments",
+        f"{segs['done']} done, {segs['running']} running, "
+        f"{segs['pending']} pending, {segs['failed']} failed; {run['retries']} retries",
+    )
+    table.add_row("device time", f"{run['gpu_hours']:.3f} h")
+    table.add_row("time left", f"about {format_duration(run['time_left_s'])}"
+                  if run["phase"] != "done" else "none: the search is done")  # fmt: skip
+    who = "none" if not driver else f"pid {driver['pid']} on {driver['host']}" + (
+        f", job {driver['job_id']}" if driver.get("job_id") else "")  # fmt: skip
+    table.add_row("driver", escape(f"{who}; executor {run.get('executor') or '?'}"
+                                   + ("; dry run" if run.get("dry_run") else "")))  # fmt: skip
+    if run.get("loaded_from") and run["loaded_from"] != run["state"]:
+        table.add_row("note", escape(f"main file unreadable; read {run['loaded_from']}"))
+    return table
+
+
+def _leaders(best: Sequence[Mapping[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    right = ("#", "score", "segments", "born")
+    for name in ("#", "arch_id", "score", "segments", "parent", "born"):
+        table.add_column(name, justify="right" if name in right else "left")
+    for rank, net in enumerate(best, start=1):
+        table.add_row(str(rank), net["arch_id"], _score(net["score"]), str(net["segments"]),
+                      net.get("parent_id") or "-", str(net.get("born_cycle", "")))  # fmt: skip
+    return table
+
+
+def render_status(console: Console, runs: Sequence[Mapping[str, Any]]) -> None:
+    """Print one block per run: overview (cycle k of N, pools, segments, retries, device
+    hours, time left, driver) and the five best networks. `runs`: `summary.summarize_all`."""
+    if not runs:
+        console.print("no runs found (state files are state/*.h5; give a path)")
+    for run in runs:
+        console.rule(escape(str(run["state"])), align="left")
+        if "error" in run:
+            console.print(f"[red]cannot read:[/red] {escape(run['error'])}")
+            continue
+        console.print(_overview(run))
+        if run["best"]:
+            console.print(_leaders(run["best"], "best networks (furthest trained first)"))
+
+
+def render_best(console: Console, best: Mapping[str, Any]) -> None:
+    """Print a run's final genotypes (`summary.best_genotypes`): a table and each literal."""
+    state = "complete" if best["complete"] else (
+        f"incomplete: {best['cycle']} of {best['cycles_total']} cycles done")  # fmt: skip
+    console.print(escape(f"{best['state']}: {state}"))
+    if not best["networks"]:
+        console.print("no network has finished all its segments yet")
+        return
+    console.print(_leaders(best["networks"], "final ranking"))
+    for net in best["networks"]:
+        console.print(f"[bold]{net['rank']}. {net['arch_id']}[/bold] ({_score(net['score'])})")
+        console.print(escape(net["literal"]), soft_wrap=True)
