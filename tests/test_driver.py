@@ -6,6 +6,7 @@ Small configs and the debug executor keep these fast; test_driver_faults.py kill
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -211,3 +212,26 @@ def test_resolve_launch_reads_tables_and_lists_valid_keys(tmp_path: Path) -> Non
     config.write_text("[serach]\n")
     with pytest.raises(ConfigError, match="unknown table"):
         resolve_launch(config, {}, {})
+
+
+def test_status_sees_local_jobs_running(tmp_path: Path) -> None:
+    path = tmp_path / "run.h5"
+    seen: list[int] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            with contextlib.suppress(StateError):  # not created yet
+                seen.append(summarize(path)["segments"]["running"])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        options = ExecOptions(executor="local").updated(
+            {"dryrun_sleep_s": 2.0, "max_concurrent": 2}
+        )
+        run_search(path, SMALL.replace(cycles=0, initial_population=2), options)
+    finally:
+        done.set()
+        reader.join()
+    assert max(seen) == 2 and summarize(path)["segments"]["running"] == 0

@@ -224,13 +224,16 @@ def test_fault_totals_and_status_lines(tmp_path: Path) -> None:
     totals = fault_totals(state)  # no run file: default limits, 1 GPU
     assert (totals["preemptions"], totals["gpu_s_lost"], totals["segments"]) == (1, 3.0, 1)
     line = faults_line(totals)
-    assert line.startswith("1 preemption (3 GPU-s lost), 0 time-limit requeues")
-    assert line.endswith("1 of 1 segments interrupted")
+    assert line.startswith("1 of 1 segments: 1 preemption (3 GPU-s lost), 0 time-limit requeues")
+    assert line.endswith("0 cancellations, 0 crashes")
     assert cluster_status({"state": str(state), "error": "x"}) == {
         "state": str(state),
         "error": "x",
     }
-    assert live_line({"executor": "local", "queried": False}).startswith("no scheduler query")
+    assert live_line({"executor": "local", "queried": False}) == (
+        "no scheduler to ask (local executor)"
+    )
+    assert live_line({"executor": "slurm", "queried": False}) == "slurm: no open jobs to ask about"
     assert live_line({"executor": "slurm", "queried": True, "states": {"running": 2}}) == (
         "slurm: 2 running (one batched query)"
     )
@@ -247,7 +250,8 @@ def test_fault_totals_and_status_lines(tmp_path: Path) -> None:
         ],
     )
     text = console.export_text()
-    assert "interruptions 1 preemption" in text and "live jobs     slurm: 1 pending" in text
+    assert "r.h5 interruptions: 1 of 1 segments: 1 preemption" in text
+    assert "r.h5 live jobs: slurm: 1 pending" in text
     with pytest.raises(StateError):
         live_jobs(state)  # no state file
     assert JobLimits() == JobLimits(None, 90.0, 1)

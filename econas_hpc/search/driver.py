@@ -335,7 +335,7 @@ def _run_cycle(ctx: RunContext, lock: DriverLock, poll_s: float) -> None:
             dead = poll_jobs(ctx)  # one batched scheduler query per poll interval
             handle_dead(ctx, dead)
             changed += len(dead)
-        if changed:
+        if changed or ctx.dirty:
             save(ctx)
         if time.monotonic() - last_beat >= HEARTBEAT_S:
             lock.refresh()

@@ -87,6 +87,7 @@ class RunContext:
     job_timeout_s: float = 0.0  # > 0: cancel jobs running longer (executors without a scheduler)
     crash: frozenset[tuple[str, int]] = frozenset()
     running_since: dict[str, float] = field(default_factory=dict)  # job id -> first seen running
+    dirty: bool = False  # the state changed since the last save (e.g. jobs seen running)
 
     def event(self, kind: str, message: str, **data: Any) -> None:
         self.emit(SearchEvent(kind, self.state.cycle, message, data))
@@ -104,6 +105,7 @@ class RunContext:
 def save(ctx: RunContext, closing: int | None = None) -> None:
     """Save the state atomically; `closing` is the cycle this save finishes (for mid_save)."""
     ctx.state.updated = utc_now()
+    ctx.dirty = False
     if closing is not None and ("mid_save", closing) in ctx.crash:
         # A save killed between writing the temporary file and renaming it: a torn .tmp.
         StateStore(ctx.store.tmp_path).save(ctx.state)
@@ -229,6 +231,7 @@ def poll_jobs(ctx: RunContext) -> list[JobRecord]:
             since = ctx.running_since.setdefault(job.job_id, now)
             if job.state != "running":
                 ctx.state.jobs[job.key] = replace(job, state="running")
+                ctx.dirty = True
             if ctx.job_timeout_s and now - since > ctx.job_timeout_s:
                 overdue.append(job)
         if verdict in FINAL_STATES or (verdict == "unknown" and _age_s(job.submitted_at) > grace):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -68,13 +70,22 @@ def _time_left_s(state: RunState, cfg: SearchConfig) -> float | None:
 
 
 def _driver(path: Path) -> dict[str, Any] | None:
-    """Who holds the driver lock, as written in it (None when no driver runs)."""
+    """Who holds the driver lock, as written in it; None when no driver runs (no lock, or the
+    lock of a process on this host that is gone)."""
     try:
         data = json.loads(lock_path_for(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):
         return None
+    pid = data.get("pid")
+    if data.get("host") == socket.gethostname() and isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None  # a driver killed without releasing its lock
+        except PermissionError:
+            pass  # alive, another user's
     return {k: data.get(k) for k in ("host", "pid", "job_id", "started")}
 
 

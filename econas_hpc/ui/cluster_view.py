@@ -20,15 +20,15 @@ _FAULTS = (("preemptions", "preemption"), ("timeouts", "time-limit requeue"),
 
 
 def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
+    return f"{count} {word}" + ("" if count == 1 else "es" if word.endswith("sh") else "s")
 
 
 def faults_line(faults: Mapping[str, Any]) -> str:
-    """'2 preemptions (31 GPU-s lost), 1 time-limit requeue, ...; 3 of 40 segments hit'."""
+    """'3 of 40 segments: 2 preemptions (31 GPU-s lost), 1 time-limit requeue, ...'."""
     parts = [_plural(int(faults.get(key, 0)), word) for key, word in _FAULTS]
     parts[0] += f" ({float(faults.get('gpu_s_lost', 0.0)):.0f} GPU-s lost)"
-    hit = f"{faults.get('interrupted', 0)} of {faults.get('segments', 0)} segments interrupted"
-    return f"{', '.join(parts)}; {hit}"
+    hit = f"{faults.get('interrupted', 0)} of {faults.get('segments', 0)} segments"
+    return f"{hit}: {', '.join(parts)}"
 
 
 def live_line(live: Mapping[str, Any]) -> str:
@@ -36,7 +36,9 @@ def live_line(live: Mapping[str, Any]) -> str:
     if "error" in live:
         return f"scheduler not reachable: {live['error']}"
     if not live.get("queried"):
-        return f"no scheduler query ({live.get('executor') or 'unknown'} executor or no open jobs)"
+        if live.get("executor") == "slurm":
+            return "slurm: no open jobs to ask about"
+        return f"no scheduler to ask ({live.get('executor') or 'unknown'} executor)"
     states = ", ".join(f"{n} {state}" for state, n in sorted(live["states"].items()))
     return f"{live['executor']}: {states or 'no jobs'} (one batched query)"
 
@@ -46,7 +48,7 @@ def render_cluster(console: Console, runs: Sequence[Mapping[str, Any]]) -> None:
     for run in runs:
         if "faults" not in run:
             continue
-        console.print(f"interruptions {escape(faults_line(run['faults']))}  "
-                      f"[dim]{escape(str(run['state']))}[/dim]")  # fmt: skip
+        name = escape(str(run.get("run") or run["state"]))
+        console.print(f"[bold]{name}[/bold] interruptions: {escape(faults_line(run['faults']))}")
         if "live" in run:
-            console.print(f"live jobs     {escape(live_line(run['live']))}")
+            console.print(f"[bold]{name}[/bold] live jobs: {escape(live_line(run['live']))}")
