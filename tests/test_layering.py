@@ -109,18 +109,22 @@ def test_import_rules(module: str, closures: dict[str, frozenset[str] | str]) ->
     if _under(module, NO_H5PY_PREFIXES):
         assert "h5py" not in heavy, f"{module} must not import h5py (workers never do)"
     if "submitit" in heavy:
-        assert "econas_hpc.cluster.executors" in loaded, f"{module} imports submitit directly"
+        assert _any_under(loaded, SUBMITIT_MODULES), f"{module} imports submitit directly"
     if "rich" in heavy:
         assert _any_under(loaded, ("econas_hpc.ui", "econas_hpc.cli")), f"{module} imports rich"
     if "h5py" in heavy:
         assert _any_under(loaded, ("econas_hpc.store",)), f"{module} imports h5py outside store"
 
 
+# The segment executors and the detached driver's own job are the only submitit users.
+SUBMITIT_MODULES = ("econas_hpc.cluster.executors", "econas_hpc.cluster.driver_job")
+
+
 # --- static checks --------------------------------------------------------------------------
 
 STATIC_RULES = [
     # (regex, allowed paths relative to econas_hpc/ (a trailing "/" allows a whole folder))
-    (r"^\s*(import|from)\s+submitit\b", ("cluster/executors.py",)),
+    (r"^\s*(import|from)\s+submitit\b", ("cluster/executors.py", "cluster/driver_job.py")),
     (r"^\s*(import|from)\s+h5py\b", ("store/",)),
     (r"^\s*(import|from)\s+rich\b", ("ui/", "cli.py")),
     (r"\bsys\.exit\b", ("cli.py", "__main__.py")),

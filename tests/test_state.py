@@ -206,3 +206,15 @@ def test_reader_never_sees_a_torn_file(tmp_path: Path) -> None:
     assert writer.returncode == 0
     assert seen == sorted(seen) and len(seen) >= 2
     assert int(store.load().updated) == 49
+
+
+def test_groups_of_other_writers_survive_a_save(tmp_path: Path, busy_state: RunState) -> None:
+    """`retrain` writes `/retrain` into the run file; the driver's next save must keep it."""
+    store = StateStore(tmp_path / "run.h5")
+    store.save(busy_state)
+    with h5py.File(store.path, "a") as handle:
+        handle.create_group("retrain").create_dataset("arch_id", data=np.array([b"abc"]))
+    store.save(busy_state)
+    with h5py.File(store.path, "r") as handle:
+        assert handle["retrain/arch_id"][0] == b"abc"
+        assert "networks" in handle

@@ -40,8 +40,8 @@ class DebugExecutor:
             except Exception as exc:  # a crashed item is a failed job, as on a cluster
                 log.warning("debug job %s failed: %s", record.job_id, exc)
                 record.state = "failed"
-            self.registry.save()
             ids += [record.job_id] * len(chunk)
+        self.registry.save()  # once per submission: the table is rewritten whole
         return ids
 
     def poll(self, job_ids: Sequence[str]) -> dict[str, JobState]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.cluster.options import JobState
+from econas_hpc.cluster.options import FINAL_STATES, JobState
 from econas_hpc.cluster.tasks import WorkItem
 
 __all__ = ["JobRecord", "JobRegistry", "pack_items"]
@@ -35,9 +35,17 @@ class JobRecord:
     state: str = "pending"
     pid: int | None = None
     gpu: int | None = None
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            self.names = [i.name for i in self.items]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"items": [i.to_dict() for i in self.items], "state": self.state,
+        # A concluded job only needs its item names (for `find`); dropping the specs keeps the
+        # table small, so rewriting it after every change stays cheap over a 2,797-job search.
+        items = [] if self.state in FINAL_STATES else [i.to_dict() for i in self.items]
+        return {"items": items, "names": self.names, "state": self.state,
                 "pid": self.pid, "gpu": self.gpu}  # fmt: skip
 
 
@@ -54,7 +62,9 @@ class JobRegistry:
             self.next = int(data["next"])
             for job_id, rec in data["jobs"].items():
                 items = [WorkItem.from_dict(i) for i in rec["items"]]
-                self.jobs[job_id] = JobRecord(job_id, items, rec["state"], rec["pid"], rec["gpu"])
+                self.jobs[job_id] = JobRecord(
+                    job_id, items, rec["state"], rec["pid"], rec["gpu"], rec.get("names", [])
+                )
 
     def add(self, items: list[WorkItem]) -> JobRecord:
         record = JobRecord(f"{self.prefix}-{self.next}", items)
@@ -74,9 +84,9 @@ class JobRegistry:
         """item name -> job id for names starting with `prefix` (the newest job wins)."""
         out: dict[str, str] = {}
         for record in self.jobs.values():  # insertion order = submission order
-            for item in record.items:
-                if item.name.startswith(prefix):
-                    out[item.name] = record.job_id
+            for name in record.names:
+                if name.startswith(prefix):
+                    out[name] = record.job_id
         return out
 
     def save(self) -> None:

@@ -315,14 +315,24 @@ class StateStore:
         """
         segments = _scores_width(state)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        main_ok = self.path.exists() and self._main_opens()
         with _open(self.tmp_path, "w") as handle:
             _write(handle, state, segments)
+            if main_ok:
+                self._carry_foreign_groups(handle)
             handle.flush()
         _fsync_path(self.tmp_path)
-        if self.path.exists() and self._main_opens():
+        if main_ok:
             self._keep_previous()
         os.replace(self.tmp_path, self.path)
         _fsync_path(self.path.parent, directory=True)
+
+    def _carry_foreign_groups(self, handle: h5py.File) -> None:
+        """Copy groups other writers own (e.g. `/retrain`) from the current file unchanged."""
+        with _open(self.path, "r") as src:
+            for name in src:
+                if name not in handle:
+                    src.copy(src[name], handle, name=name)
 
     def load(self) -> RunState:
         """The latest complete snapshot; see `load_with_source`."""
