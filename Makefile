@@ -5,6 +5,7 @@
 #   make lint      ruff check, ruff format --check, mypy
 #   make format    ruff format + ruff check --fix
 #   make run       the demo: a small real search on synthetic data, then its status table
+#   make bench     benchmarks: proxy training vs. the official pipeline, driver work per cycle
 #   make check     lint + test (what CI should run)
 #   make clean     caches and build output (keeps the venv; `rm -rf .venv` for a full reset)
 
@@ -19,7 +20,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 TESTS ?=
 PYTEST_ARGS := -q $(if $(TESTS),-x -k "$(TESTS)")
 
-.PHONY: install test lint format run check clean
+.PHONY: install test lint format run bench gpu-check check clean
 
 install: $(STAMP)
 
@@ -51,6 +52,16 @@ format: install
 run: install
 	@if [ -e state/demo.h5 ]; then $(BIN)/econas-hpc resume state/demo.h5; \
 	else $(BIN)/econas-hpc launch --demo; fi
+
+# Benchmarks (never timed tests): proxy training, ours vs. the official-code pipeline on the same
+# device in the same run, and the driver's own work per cycle. JSON lands in .bench/.
+bench: install
+	$(BIN)/econas-hpc bench --json .bench/bench-proxy.json
+	$(BIN)/econas-hpc bench --mode driver --json .bench/bench-driver.json
+
+# On a GPU machine: graph-vs-eager equivalence, zero host syncs per step, the bench on CUDA.
+gpu-check: install
+	bench/gpu_check.sh
 
 check: lint test
 

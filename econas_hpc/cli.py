@@ -513,6 +513,19 @@ def _add_train_commands(commands: Any) -> None:
     retrain.set_defaults(handler=_cmd_retrain)
 
 
+def _add_bench_command(commands: Any) -> None:
+    """`bench`: proxy training (ours vs. the official-code pipeline) or the driver's overhead."""
+    from econas_hpc.bench.__main__ import add_arguments, run
+
+    bench = commands.add_parser(
+        "bench", help="benchmark proxy training against the official pipeline, or the driver",
+        description="Train random c4r4 genotypes with the official-code pipeline and with ours on "
+        "the same device in the same run and report both (proxy epochs per second, device-seconds "
+        "per proxy epoch, their ratio); --mode driver times a 100-cycle dry-run search.",
+    )  # fmt: skip
+    add_arguments(bench).set_defaults(handler=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree: one sub-parser per command, each bound to its `_cmd_*` function."""
     parser = argparse.ArgumentParser(
@@ -545,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_commands(commands)
     _add_zoo_commands(commands)
     _add_train_commands(commands)
+    _add_bench_command(commands)
     return parser
 
 

@@ -5,6 +5,7 @@ exactly, and `DeviceLRSGD` (the graph path's optimizer) matches torch's SGD.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -223,3 +224,23 @@ def test_a_failing_set_up_does_not_stop_the_others(tmp_path: Path, data_dir: Pat
     assert [r.status for r in results] == ["failed", "ok"]
     assert list(errors) == [0] and isinstance(errors[0], CheckpointError)
     assert not result_path(orphan).exists()  # a retry tries again
+
+
+def test_a_packed_job_trains_its_items_concurrently_and_exactly(tmp_path: Path) -> None:
+    """`--segments-per-job K`: the worker task hands K training items to `run_packed`; each
+    network ends as it would alone, and the events say the items were packed."""
+    from econas_hpc.cluster.tasks import SegmentTask, WorkItem, read_events
+
+    data = tmp_path / "data"
+    items, alone = [], []
+    for k, (genotype, seed) in enumerate(zip(GENOTYPES[:2], SEEDS, strict=False)):
+        spec = _spec(tmp_path / f"packed{k}", data, genotype, seed, 0, 1)
+        items.append(WorkItem(f"t-{k}", "train", spec.to_dict(), str(result_path(spec))))
+        alone.append(run_segment(_spec(tmp_path / f"alone{k}", data, genotype, seed, 0, 1)))
+    SegmentTask()(items)
+    for item, single in zip(items, alone, strict=True):
+        got = SegmentResult.from_dict(json.loads(Path(item.result_path).read_text()))
+        assert (got.status, got.score, got.train_loss) == (single.status, single.score,
+                                                            single.train_loss)  # fmt: skip
+        starts = [e for e in read_events(item.run_dir) if e["event"] == "start"]
+        assert starts and starts[0].get("packed") == 2

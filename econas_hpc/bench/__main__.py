@@ -18,8 +18,8 @@ from pathlib import Path
 from econas_hpc.bench import format_bench_table
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m econas_hpc.bench", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The benchmark's options; shared by `econas-hpc bench` and `python -m econas_hpc.bench`."""
     parser.add_argument("--mode", choices=("proxy", "driver"), default="proxy")
     parser.add_argument("--networks", type=int, default=None, help="default: 28 (GPU) / 3 (CPU)")
     parser.add_argument("--steps", type=int, default=None, help="default: 20 (GPU) / 3 (CPU)")
@@ -36,8 +36,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the benchmark or check, report; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m econas_hpc.bench", description=__doc__)
+    args = add_arguments(parser).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark or the GPU check described by `args`; print the table or JSON."""
     from econas_hpc.bench.proxy import check_gpu_paths, run_bench  # noqa: PLC0415 (torch)
 
     status = 0

@@ -7,8 +7,8 @@ in one process, CUDA graphs and one stream per network on a GPU), on the same de
 run. A proxy epoch is 50,000 images (c4r4s0e60's training set); figures are extrapolated from
 the timed steps, warm-up steps and set-up excluded. On CUDA each pipeline is timed as one block
 (ours runs asynchronously); on the CPU, where steps are synchronous and the machines here are
-shared, the two alternate round by round so that both see the same load. The driver timing (`mode="driver"`) is delegated to
-`driver.py`.
+shared, the two alternate round by round so that both see the same load. The driver timing
+(`mode="driver"`) is delegated to `driver.py`; `check_gpu_paths` is the GPU equivalence check.
 
 Must not: print, write outside `cache_dir` and a temporary directory, or hold timing thresholds.
 """

@@ -251,7 +251,7 @@ class _Outcome:
 
 
 class SegmentTask:
-    """Runs work items (K > 1 = packed: one after another for now) in a worker thread.
+    """Runs work items in a worker thread (K > 1 training items = packed, trained concurrently).
 
     `__call__(items)` returns the result paths of the items that finished; it raises when an item
     crashed (after running the others). `stop(reason)` asks the running item to save its exact
@@ -310,8 +310,45 @@ class SegmentTask:
         return stopped
 
 
+def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Outcome) -> bool:
+    """Train K > 1 segments concurrently (`train.packed`); False when a stop interrupted them."""
+    from econas_hpc.train import SegmentSpec, result_path
+    from econas_hpc.train.packed import run_packed  # torch: only on training workers
+
+    specs = [SegmentSpec.from_dict(item.spec) for item in items]
+    for item in items:
+        append_event(item.run_dir, "start", item.name, kind=item.kind, packed=len(items),
+                     last_checkpoint_t=_last_checkpoint_t(item))  # fmt: skip
+    outcome.current, outcome.current_since = items[0], time.time()
+    errors: dict[int, Exception] = {}
+    try:
+        results = run_packed(specs, stop=stop.is_set, errors=errors)  # type: ignore[arg-type]
+    finally:
+        outcome.current = None
+    wall_s = round(time.time() - outcome.current_since, 3)
+    for k, (item, spec, result) in enumerate(zip(items, specs, results, strict=True)):
+        if k in errors:
+            outcome.errors.append((item.name, errors[k]))
+            append_event(item.run_dir, "finish", item.name, status="crashed",
+                         error=repr(errors[k]), wall_s=wall_s)  # fmt: skip
+        elif result.status != "interrupted":
+            if result_path(spec) != Path(item.result_path):
+                _write_json_atomic(Path(item.result_path), result.to_dict())
+            append_event(item.run_dir, "finish", item.name, status=result.status, wall_s=wall_s)
+            outcome.finished.append(item.result_path)
+    return not any(r.status == "interrupted" for r in results)
+
+
 def _work(items: Sequence[WorkItem], stop: threading.Event, outcome: _Outcome) -> None:
-    """The worker thread: run each item unless its result exists or a stop was requested."""
+    """The worker thread: run each item unless its result exists or a stop was requested.
+
+    Two or more pending training items of one job (`--segments-per-job K`) train concurrently.
+    """
+    packed = [i for i in items if i.kind == "train" and not Path(i.result_path).exists()]
+    if len(packed) > 1:
+        if not _run_packed_items(packed, stop, outcome):
+            return  # `stop()` records the signal event
+        items = [i for i in items if i not in packed]
     for item in items:
         if stop.is_set():
             return
