@@ -278,8 +278,8 @@ def sbatch_parameters(options: ClusterOptions, name: str) -> dict[str, Any]:
     for key in ("partition", "gpus_per_node", "cpus_per_task", "account", "qos", "constraint"):
         if getattr(options, key) is not None:
             params[key] = getattr(options, key)
-    if options.mem_gb is not None:
-        params["mem"] = options.mem_gb
+    if options.mem_gb is not None:  # SlurmExecutor writes `--mem=<value>`: a bare 2.0 is refused
+        params["mem"] = _convert_mem(options.mem_gb)
     # `true` is a bare flag; `false` means "leave it out" (submitit would write --key=False).
     extra = {k: v for k, v in options.additional_parameters if v is not False}
     if extra:
@@ -290,8 +290,6 @@ def sbatch_parameters(options: ClusterOptions, name: str) -> dict[str, Any]:
 def sbatch_script(options: ClusterOptions, folder: Path, name: str, array_size: int = 0) -> str:
     """The sbatch file submitit writes for these options (an array when `array_size` > 1)."""
     params = sbatch_parameters(options, name)
-    if "mem" in params:
-        params["mem"] = _convert_mem(params["mem"])
     command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit",
                         shlex.quote(str(folder))])  # fmt: skip
     map_count = array_size if array_size > 1 else None
@@ -349,10 +347,13 @@ class SlurmExecutor:
         slurm_query.cancel_jobs(job_ids)
 
     def find(self, name_prefix: str) -> dict[str, str]:
-        """item name -> job id for this user's recent jobs, via one sacct/squeue call."""
+        """item name -> job id for this user's recent jobs, via one sacct/squeue call, and for
+        every job this executor's manifests recorded: sacct lists a job only seconds after
+        sbatch returned (more on a busy site), and an orphan missed here would run twice."""
         found: dict[str, str] = {}
-        rows = sorted(slurm_query.list_jobs(), key=lambda r: id_key(r[0]))
-        for job_id, scheduler_name, _ in rows:  # oldest first: the newest job of a name wins
+        listed = [(job_id, name) for job_id, name, _ in slurm_query.list_jobs()]
+        rows = sorted({*listed, *self.manifests.recorded()}, key=lambda r: id_key(r[0]))
+        for job_id, scheduler_name in rows:  # oldest first: the newest job of a name wins
             for name in self.manifests.item_names(job_id, scheduler_name):
                 if name.startswith(name_prefix):
                     found[name] = job_id

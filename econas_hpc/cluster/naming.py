@@ -85,6 +85,15 @@ class ArrayManifests:
         position = int(index) if index.isdigit() else 0
         return list(chunks[position]) if position < len(chunks) else [scheduler_name]
 
+    def recorded(self) -> list[tuple[str, str]]:
+        """(job id, array name) of every submission recorded after its sbatch returned."""
+        rows: list[tuple[str, str]] = []
+        for path in sorted(self.folder.glob("*.json")):
+            manifest = _read_json(path) if not path.name.startswith("pending-") else None
+            if manifest is not None:
+                rows += [(str(j), str(manifest["name"])) for j in manifest.get("job_ids", [])]
+        return rows
+
     def _pending(self, name: str) -> Path:
         return self.folder / f"pending-{name}.json"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import shutil
 import time
 import tomllib
 from collections.abc import Mapping
@@ -24,7 +23,8 @@ from typing import Any
 
 from econas_hpc.cluster.executors import make_executor
 from econas_hpc.cluster.options import load_cluster_options
-from econas_hpc.errors import ConfigError, DataError, StateError, SubmissionError
+from econas_hpc.cluster.preflight import check_slurm
+from econas_hpc.errors import ConfigError, DataError, StateError
 from econas_hpc.records import RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
@@ -128,10 +128,11 @@ def check_data(cfg: SearchConfig) -> None:
                     "downloaded into it on first use) or pass --data DIR")  # fmt: skip
 
 
-def _check_submitter(kind: str) -> None:
-    if kind == "slurm" and shutil.which("sbatch") is None:
-        raise SubmissionError("sbatch not found on PATH; use --executor local or load your "
-                              "site's Slurm module")  # fmt: skip
+def _check_submitter(options: ExecOptions) -> None:
+    """Slurm: sbatch on PATH, and options it accepts (`sbatch --test-only`, account, signal
+    delay); checked before the state or run file is written."""
+    if options.executor == "slurm":
+        check_slurm(options.cluster)
 
 
 def config_changes(stored: SearchConfig, given: SearchConfig) -> list[str]:
@@ -154,7 +155,7 @@ def _prelaunch(
     check_data(cfg)
     options = exec_opts if isinstance(exec_opts, ExecOptions) else ExecOptions().updated(
         exec_opts or {})  # fmt: skip
-    _check_submitter(options.executor)
+    _check_submitter(options)
     _refuse_existing(paths)
     return cfg, options
 
@@ -183,7 +184,7 @@ def _load(paths: RunPaths, overrides: Any, train: TrainOptions | None
         overrides = {k: v for k, v in overrides.to_dict().items() if k != "cluster"}
     options = options.updated(dict(overrides or {}))
     check_data(SearchConfig.from_dict(state.config))
-    _check_submitter(options.executor)
+    _check_submitter(options)
     write_run_file(paths, stored, options)
     return state, stored, options, note
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from econas_hpc.cluster.accounting import JobLimits, decide_retry
 from econas_hpc.cluster.executors import Executor
 from econas_hpc.cluster.options import FINAL_STATES
 from econas_hpc.records import OPEN_JOB_STATES, WORST_SCORE, JobRecord, RunState, utc_now
@@ -87,6 +88,7 @@ class RunContext:
     job_timeout_s: float = 0.0  # > 0: cancel jobs running longer (executors without a scheduler)
     crash: frozenset[tuple[str, int]] = frozenset()
     running_since: dict[str, float] = field(default_factory=dict)  # job id -> first seen running
+    verdicts: dict[str, str] = field(default_factory=dict)  # dead job id -> its final state
     dirty: bool = False  # the state changed since the last save (e.g. jobs seen running)
 
     def event(self, kind: str, message: str, **data: Any) -> None:
@@ -240,6 +242,7 @@ def poll_jobs(ctx: RunContext) -> list[JobRecord]:
                 apply_outcome(ctx, job, outcome)
             else:
                 dead.append(job)
+                ctx.verdicts[job.job_id] = verdict
     _cancel_overdue(ctx, overdue)
     return dead
 
@@ -257,22 +260,31 @@ def _cancel_overdue(ctx: RunContext, jobs: list[JobRecord]) -> None:
 
 
 def handle_dead(ctx: RunContext, dead: Sequence[JobRecord]) -> None:
-    """Each dead job is planned again while attempts remain, else its network fails."""
+    """Record how each dead job ended (`cluster.accounting`); plan it again while its charged
+    ends (crashes, cancellations) are fewer than `max_attempts`, else its network fails.
+    Preemptions and node failures are never charged."""
+    limits = JobLimits.from_options(ctx.items.execution.cluster, ctx.executor.kind)
     for job in dead:
         ctx.running_since.pop(job.job_id, None)
-        if job.attempt < ctx.cfg.max_attempts:
+        end, counters, retry = decide_retry(
+            ctx.paths.net_dir(job.arch_id), ctx.paths.job_name(job.arch_id, job.segment),
+            job.job_id, ctx.verdicts.pop(job.job_id, "unknown"), ctx.cfg.max_attempts, limits,
+        )  # fmt: skip
+        why = f"{end.kind}: {end.reason}"
+        if retry:
             ctx.state.jobs[job.key] = replace(job, state="planned")
-            message = (
-                f"{job.arch_id} segment {job.segment}: job {job.job_id} ended without a "
-                f"result; attempt {job.attempt + 1} of {ctx.cfg.max_attempts}"
-            )
-            ctx.event("retry", message, arch_id=job.arch_id, segment=job.segment,
-                      attempt=job.attempt + 1)  # fmt: skip
+            charge = f"charged {counters.charged} of {ctx.cfg.max_attempts}"
+            charge = charge if end.charged else "not charged"
+            ctx.event("retry", f"{job.arch_id} segment {job.segment}: job {job.job_id} ended "
+                      f"without a result ({why}); {charge}; submitting again",
+                      arch_id=job.arch_id, segment=job.segment, attempt=job.attempt + 1,
+                      end=end.kind, charged=end.charged)  # fmt: skip
             continue
         evo.apply_result(ctx.state, job.arch_id, job.segment, WORST_SCORE, "failed", job.cycle)
-        ctx.event("failed", f"{job.arch_id} segment {job.segment}: no result after "
-                  f"{job.attempt} attempt(s); network marked failed", arch_id=job.arch_id,
-                  segment=job.segment, status="failed", score=WORST_SCORE)  # fmt: skip
+        ctx.event("failed", f"{job.arch_id} segment {job.segment}: {why}; {counters.charged} "
+                  "charged end(s) reached max_attempts; network marked failed",
+                  arch_id=job.arch_id, segment=job.segment, status="failed",
+                  score=WORST_SCORE)  # fmt: skip
 
 
 # --- resume -----------------------------------------------------------------------------------
