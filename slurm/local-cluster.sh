@@ -338,8 +338,9 @@ start_mariadb() {
         touch "$template/.complete"
     fi
     cp -a "$template" "$data"
-    # --no-defaults: ignore /etc/mysql; small buffers, unix socket only.
-    nohup mariadbd --no-defaults --user=root --datadir="$data" --socket="$sock" \
+    # --no-defaults: ignore /etc/mysql; small buffers, unix socket only. setsid: its own session,
+    # so a signal to the process group that ran `up` (a test run ending) does not kill it.
+    setsid nohup mariadbd --no-defaults --user=root --datadir="$data" --socket="$sock" \
         --pid-file="$RUN/mariadbd.real.pid" --skip-networking --log-error="$LOG/mariadb.log" \
         --innodb-buffer-pool-size=64M --innodb-log-file-size=16M \
         </dev/null >/dev/null 2>&1 &
