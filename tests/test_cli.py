@@ -167,7 +167,7 @@ def test_keyboard_interrupt_exits_130(
     def interrupted(*_: object) -> dict[str, Any]:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("econas_hpc.cli.inspect_info", interrupted)
+    monkeypatch.setattr("econas_hpc.cli._inspect.inspect_info", interrupted)
     assert main(["inspect", "darts_v2"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["econas-hpc: interrupted"]
 

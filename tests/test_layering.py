@@ -126,8 +126,8 @@ STATIC_RULES = [
     # (regex, allowed paths relative to econas_hpc/ (a trailing "/" allows a whole folder))
     (r"^\s*(import|from)\s+submitit\b", ("cluster/executors.py", "cluster/driver_job.py")),
     (r"^\s*(import|from)\s+h5py\b", ("store/",)),
-    (r"^\s*(import|from)\s+rich\b", ("ui/", "cli.py")),
-    (r"\bsys\.exit\b", ("cli.py", "__main__.py")),
+    (r"^\s*(import|from)\s+rich\b", ("ui/", "cli/")),
+    (r"\bsys\.exit\b", ("cli/", "__main__.py")),
 ]
 
 

@@ -1,0 +1,105 @@
+"""Shared pieces of the command line: exit codes, logging set-up, output helpers, exec options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+
+PROG = "econas-hpc"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXEC_FLAGS = (
+    "executor",
+    "partition",
+    "max_concurrent",
+    "poll_interval_s",
+    "device",
+    "account",
+    "qos",
+    "timeout_min",
+    "gpus_per_node",
+    "signal_delay_s",
+)
+
+
+def _configure_logging() -> None:
+    """Plain INFO logging to stderr, configured once for the whole process."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+        )
+
+
+def _picked(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The options among `names` given on the command line (argparse defaults are None)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], render: Callable[..., None]) -> int:
+    """One JSON line with --json, else the rich rendering; exit code 0."""
+    if args.json:
+        sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
+    else:
+        render(Console(), data)
+    return 0
+
+
+def _json_line(data: Any) -> str:
+    """Strict JSON (NaN -> null): results carry NaN for what is not measured yet."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and value != value:
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        return [clean(v) for v in value] if isinstance(value, list | tuple) else value
+
+    return json.dumps(clean(data), sort_keys=True) + "\n"
+
+
+def _add_exec_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution options (may change on resume)")
+    group.add_argument(
+        "--executor",
+        choices=("local", "debug", "slurm"),
+        help="where segments run (default: slurm if sbatch is on PATH, else local)",
+    )
+    group.add_argument("--partition", help="Slurm partition")
+    group.add_argument(
+        "--max-concurrent",
+        type=int,
+        metavar="N",
+        help="local executor: jobs at once (default: one per GPU, or 1)",
+    )
+    group.add_argument(
+        "--poll-interval",
+        dest="poll_interval_s",
+        type=float,
+        metavar="S",
+        help="seconds between scheduler polls (default 60; local at most 0.5)",
+    )
+    group.add_argument("--device", help="training device: auto, cpu, cuda, cuda:N (auto)")
+    group.add_argument("--account", help="Slurm account")
+    group.add_argument("--qos", help="Slurm QOS")
+    group.add_argument(
+        "--time-limit",
+        dest="timeout_min",
+        type=int,
+        metavar="MIN",
+        help="Slurm time limit per job, minutes (60); longer segments requeue",
+    )
+    group.add_argument("--gpus-per-node", type=int, metavar="N", help="GPUs per segment job")
+    group.add_argument(
+        "--signal-delay",
+        dest="signal_delay_s",
+        type=int,
+        metavar="S",
+        help="seconds before the time limit that USR2 asks for a checkpoint (90)",
+    )
