@@ -192,3 +192,18 @@ def test_live_view_in_a_terminal() -> None:
     assert "a warning above the panel" in out
     assert "state/run1.h5" in out and "1/14 segments" in out and "1 retries" in out
     assert format_duration(5400) == "1.5 h" and format_duration(None) == "-"
+
+
+def test_segments_per_job_packs_without_changing_the_search(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--segments-per-job 5` sends a cycle's segments as packed jobs; the search is the same."""
+    argv = ["launch", "--state", "state/packed.h5", "--config", "small.toml", "--cycles", "2"]
+    assert main([*argv, *FAST, "--segments-per-job", "5"]) == 0
+    capsys.readouterr()
+    assert main(["best", "state/run1.h5", "--json"]) == 0
+    alone = capsys.readouterr().out
+    assert main(["best", "state/packed.h5", "--json"]) == 0
+    assert capsys.readouterr().out.replace("packed", "run1") == alone
+    registry = json.loads(Path("state/packed.d/executor/debug-jobs.json").read_text())
+    assert any(len(job["names"]) > 1 for job in registry["jobs"].values())

@@ -25,6 +25,7 @@ EXEC_FLAGS = (
     "timeout_min",
     "gpus_per_node",
     "signal_delay_s",
+    "segments_per_job",
 )
 
 
@@ -102,4 +103,10 @@ def _add_exec_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="S",
         help="seconds before the time limit that USR2 asks for a checkpoint (90)",
+    )
+    group.add_argument(
+        "--segments-per-job",
+        type=int,
+        metavar="K",
+        help="segments packed into one job and trained concurrently (1)",
     )

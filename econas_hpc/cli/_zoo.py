@@ -25,7 +25,7 @@ def _cmd_zoo_create(args: argparse.Namespace) -> int:
 def _cmd_zoo_train(args: argparse.Namespace) -> int:
     from econas_hpc.study.zoo_runner import ZooTrainRequest, execution_options, train_zoo
 
-    execution = execution_options(args.config, _picked(args, (*EXEC_FLAGS, "segments_per_job")))
+    execution = execution_options(args.config, _picked(args, EXEC_FLAGS))
     train = _picked(args, ZOO_TRAIN_FLAGS)
     request = ZooTrainRequest(
         args.zoo, args.settings, args.grid, args.reference, train, execution, args.max_attempts
@@ -56,7 +56,6 @@ def _add_zoo_train(zoo: Any) -> None:
     group.add_argument("--profile", choices=("supplement", "official"), help="supplement")
     _add_exec_options(train)
     train.add_argument("--config", metavar="FILE", help="site file with a [slurm] table")
-    train.add_argument("--segments-per-job", type=int, metavar="K", help="units per job (1)")
     train.add_argument("--max-attempts", type=int, default=2, help="submissions per unit (2)")
     train.add_argument("--json", action="store_true", help="print one JSON summary instead")
     train.set_defaults(handler=_cmd_zoo_train)
