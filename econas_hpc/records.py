@@ -135,8 +135,9 @@ class CycleRecord:
     pool_best: tuple[float, ...] = (NAN, NAN, NAN)
     wall_s: float = 0.0  # wall-clock seconds from planning to the last result
     gpu_s: float = 0.0  # summed GPU-seconds of the cycle's segments
-    # Spearman rank correlation (P20 vs P40, P40 vs P60) of the networks continued this cycle;
-    # NaN until filled in by the analysis that computes it.
+    # Spearman rank correlation of segment-1 vs segment-2 and segment-2 vs segment-3 scores (P20
+    # vs P40, P40 vs P60) over all "ok" networks with both, set by `finish_cycle`; NaN until the
+    # cycle finishes or while fewer than 3 networks have both scores.
     proxy_rank_spearman: tuple[float, ...] = (NAN, NAN)
 
 

@@ -83,9 +83,12 @@ class SearchConfig:
     max_attempts: int = 3  # submissions per segment before the network is marked failed
     max_redraws: int = 100  # mutations of one mother tried to find a child not seen before
     dry_run: bool = False  # score segments with search.dryrun instead of training
+    proxy_rank_warn: float = 0.5  # `status` warns when a proxy-rank Spearman falls below this
 
     def __post_init__(self) -> None:
         _check_types(self)
+        # TOML and the CLI may give an integer threshold (1, 0): store it as the float it means.
+        object.__setattr__(self, "proxy_rank_warn", float(self.proxy_rank_warn))
         _check_values(self)
         if not self.concat_mode:
             mode = "clean" if self.profile == "supplement" else "faithful"
@@ -163,7 +166,9 @@ def _check_types(cfg: SearchConfig) -> None:
         kind = type(f.default)
         # bool is an int subclass: reject it for int fields and accept only bool for bools.
         ok = type(value) is bool if kind is bool else isinstance(value, kind)
-        if kind is int and isinstance(value, bool):
+        if kind is float:  # an integer is a fine float; a bool is not a number here
+            ok = isinstance(value, float | int)
+        if kind in (int, float) and isinstance(value, bool):
             ok = False
         if not ok:
             raise ConfigError(f"search config {f.name}={value!r} must be of type {kind.__name__}")
@@ -187,6 +192,11 @@ def _check_values(cfg: SearchConfig) -> None:
     _check_choice("dataset", cfg.dataset, DATASETS)
     if cfg.concat_mode:
         _check_choice("concat_mode", cfg.concat_mode, CONCAT_MODES)
+    if not -1.0 <= cfg.proxy_rank_warn <= 1.0:  # also rejects NaN
+        raise ConfigError(
+            f"search config proxy_rank_warn={cfg.proxy_rank_warn} must be a Spearman "
+            "coefficient in [-1, 1]"
+        )
     if not cfg.data_dir:
         raise ConfigError("search config data_dir is empty; give a directory path")
     if cfg.segments > MAX_SEGMENTS:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from econas_hpc.cluster.tasks import WorkItem, read_events
 from econas_hpc.errors import ConfigError, StateError
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.evolution import final_ranking
+from econas_hpc.search.summary import summarize_retrain  # file-only: status reads it too
 from econas_hpc.search.workitems import ExecOptions, RunPaths, TrainOptions, read_run_file
 from econas_hpc.settings import Setting, make_recipe
 from econas_hpc.store.lock import acquire_lock
@@ -266,28 +266,3 @@ def retrain(state_path: str | Path, options: RetrainOptions | None = None) -> li
             time.sleep(execution.poll_s)
             lock.refresh()
             tracker.refresh()
-
-
-def summarize_retrain(records: Sequence[RetrainRecord]) -> list[dict[str, Any]]:
-    """Per network, in rank order: seeds finished, test error mean and standard deviation (%).
-
-    The deviation is the sample one (n - 1) over finished seeds, 0.0 for one seed, NaN for none.
-    """
-    by_arch: dict[str, list[RetrainRecord]] = {}
-    for record in sorted(records, key=lambda r: (r.rank, r.seed)):
-        by_arch.setdefault(record.arch_id, []).append(record)
-    rows = []
-    for arch_id, group in by_arch.items():
-        errors = [r.test_error for r in group if r.status == "ok"]
-        rows.append({
-            "arch_id": arch_id, "rank": group[0].rank, "proxy_score": group[0].proxy_score,
-            "setting": group[0].setting, "seeds": len(group), "finished": len(errors),
-            "test_error_mean": statistics.fmean(errors) if errors else math.nan,
-            "test_error_std": statistics.stdev(errors) if len(errors) > 1 else (
-                0.0 if errors else math.nan),
-            "params": max(r.params for r in group),
-            "gpu_hours": sum(r.gpu_hours for r in group),
-            "preemptions": sum(r.preemptions for r in group),
-            "statuses": sorted({r.status for r in group}),
-        })  # fmt: skip
-    return rows

@@ -2,8 +2,9 @@
 
 This module owns what `econas-hpc status` and `best` report: progress (cycle k of N), pools and
 their best scores, segment and job counts, retries, device hours, an estimate of the time left,
-the leading networks, and the exported final genotypes. It reads the state file (and the run's
-lock and run files, for who drives it) and nothing else: no scheduler traffic, no writes, so it
+the proxy's rank consistency, the leading networks, the final retraining's test errors, and the
+exported final genotypes. It reads the state file (its `/retrain` table too) and the run's lock
+and run files (for who drives it) and nothing else: no scheduler traffic, no writes, so it
 works while a driver saves (snapshots are replaced atomically).
 """
 
@@ -13,7 +14,8 @@ import json
 import math
 import os
 import socket
-from collections.abc import Iterable
+import statistics
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.workitems import RunPaths
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.store.lock import lock_path_for
+from econas_hpc.store.retrain_table import RetrainRecord, read_retrain_table
 from econas_hpc.store.state import StateStore
 
 RECENT_CYCLES = 5  # cycles averaged for the estimate of the time left
@@ -69,6 +72,44 @@ def _time_left_s(state: RunState, cfg: SearchConfig) -> float | None:
     return sum(recent) / len(recent) * remaining
 
 
+def _proxy_rank(state: RunState) -> dict[str, float | None]:
+    """The proxy-rank Spearman values of the latest finished cycle (None: not yet known)."""
+    finished = [c for c in state.cycles if c.cycle < state.cycle]
+    values = finished[-1].proxy_rank_spearman if finished else (math.nan, math.nan)
+    return {"P20_P40": _number(values[0]), "P40_P60": _number(values[1])}
+
+
+def summarize_retrain(records: Sequence[RetrainRecord]) -> list[dict[str, Any]]:
+    """Per network, in rank order: seeds finished, test error mean and standard deviation (%).
+
+    The deviation is the sample one (n - 1) over finished seeds, 0.0 for one seed, NaN for none.
+    """
+    by_arch: dict[str, list[RetrainRecord]] = {}
+    for record in sorted(records, key=lambda r: (r.rank, r.seed)):
+        by_arch.setdefault(record.arch_id, []).append(record)
+    rows = []
+    for arch_id, group in by_arch.items():
+        errors = [r.test_error for r in group if r.status == "ok"]
+        rows.append({
+            "arch_id": arch_id, "rank": group[0].rank, "proxy_score": group[0].proxy_score,
+            "setting": group[0].setting, "seeds": len(group), "finished": len(errors),
+            "test_error_mean": statistics.fmean(errors) if errors else math.nan,
+            "test_error_std": statistics.stdev(errors) if len(errors) > 1 else (
+                0.0 if errors else math.nan),
+            "params": max(r.params for r in group),
+            "gpu_hours": sum(r.gpu_hours for r in group),
+            "preemptions": sum(r.preemptions for r in group),
+            "statuses": sorted({r.status for r in group}),
+        })  # fmt: skip
+    return rows
+
+
+def _retrain_rows(path: Path) -> list[dict[str, Any]]:
+    """`summarize_retrain` of the run's `/retrain` table, JSON-safe (NaN -> None)."""
+    return [{k: _number(v) for k, v in row.items()} for row in summarize_retrain(
+        read_retrain_table(path))]  # fmt: skip
+
+
 def _driver(path: Path) -> dict[str, Any] | None:
     """Who holds the driver lock, as written in it; None when no driver runs (no lock, or the
     lock of a process on this host that is gone)."""
@@ -103,8 +144,11 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
     Keys: run, state, loaded_from, updated, phase (initial | running | done), cycle (cycles
     finished), cycles_total, networks, statuses, segments_done, segments_total_estimate,
     segments (done/running/pending/failed), jobs (count per job state), retries, pools and
-    pool_best (P20/P40/P60), gpu_hours, time_left_s, best (arch_id, score, segments, ...),
-    driver (lock holder or None), executor, dry_run, strategy.
+    pool_best (P20/P40/P60), gpu_hours, time_left_s, proxy_rank ({"P20_P40", "P40_P60"}: the
+    latest finished cycle's Spearman values, None when not known) and proxy_rank_warn (the
+    threshold below which they read as unreliable), best (arch_id, score, segments, ...),
+    retrain (`summarize_retrain` rows of the `/retrain` table, NaN as None; [] when never
+    retrained), driver (lock holder or None), executor, dry_run, strategy.
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
@@ -137,7 +181,10 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
         "pool_best": best,
         "gpu_hours": sum(c.gpu_s for c in state.cycles) / 3600.0,
         "time_left_s": _time_left_s(state, cfg),
+        "proxy_rank": _proxy_rank(state),
+        "proxy_rank_warn": cfg.proxy_rank_warn,
         "best": leaders(state, top),
+        "retrain": _retrain_rows(path),
         "driver": _driver(path),
         "executor": _executor(path),
         "dry_run": cfg.dry_run,
@@ -164,7 +211,9 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
 
     Returns:
         {run, state, complete (all cycles done), cycle, cycles_total, networks: [{rank,
-        arch_id, score, segments, parent_id, born_cycle, genotype, literal}]}.
+        arch_id, score, segments, parent_id, born_cycle, genotype, literal, retrain}]}, where
+        `retrain` is the network's `summarize_retrain` row (NaN as None) or None when it was
+        not retrained.
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
@@ -172,6 +221,7 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     state = StateStore(state_path).load()
     cfg = SearchConfig.from_dict(state.config)
     ranked = evo.final_ranking(state, cfg, top)
+    retrained = {row["arch_id"]: row for row in _retrain_rows(Path(state_path))}
     networks = []
     for rank, (arch_id, score) in enumerate(ranked, start=1):
         net = state.networks[arch_id]
@@ -180,6 +230,7 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
             "rank": rank, "arch_id": arch_id, "score": score, "segments": net.segments_done,
             "parent_id": net.parent_id, "born_cycle": net.born_cycle,
             "genotype": genotype.to_dict(), "literal": genotype.to_literal(),
+            "retrain": retrained.get(arch_id),
         })  # fmt: skip
     return {
         "run": RunPaths.of(state_path).run,

@@ -157,6 +157,9 @@ def _overview(run: Mapping[str, Any]) -> Table:
         f"{segs['done']} done, {segs['running']} running, "
         f"{segs['pending']} pending, {segs['failed']} failed; {run['retries']} retries",
     )
+    rank = _proxy_rank(run)
+    if rank is not None:
+        table.add_row("proxy rank", rank)
     table.add_row("device time", f"{run['gpu_hours']:.3f} h")
     table.add_row("time left", f"about {format_duration(run['time_left_s'])}"
                   if run["phase"] != "done" else "none: the search is done")  # fmt: skip
@@ -169,20 +172,77 @@ def _overview(run: Mapping[str, Any]) -> Table:
     return table
 
 
+def _proxy_rank(run: Mapping[str, Any]) -> Text | None:
+    """Spearman P20~P40 and P40~P60 of the latest cycle, each below the run's threshold in red
+    with a warning; None for a summary without them."""
+    values = run.get("proxy_rank")
+    if not isinstance(values, Mapping):
+        return None
+    warn = run.get("proxy_rank_warn")
+    text = Text("Spearman ")
+    low = []
+    for index, (key, value) in enumerate(values.items()):
+        name = key.replace("_", "~")
+        below = value is not None and warn is not None and value < warn
+        text.append(", " if index else "")
+        text.append(f"{name} {_score(value)}", style="bold red" if below else "")
+        if below:
+            low.append(name)
+    if low:
+        text.append(f"  WARNING: {' and '.join(low)} below {warn:.2f}: the cheap proxy ranks "
+                    "networks inconsistently; its pools may keep the wrong ones",
+                    style="bold red")  # fmt: skip
+    return text
+
+
+def _mean_std(row: Mapping[str, Any] | None) -> str:
+    """Retrained test error as "2.71 ± 0.08 % (2/2 seeds)" (finished/all); "-" if none."""
+    if not row:
+        return "-"
+    if row.get("test_error_mean") is None:
+        return f"- (0/{row['seeds']} seeds)"
+    std = row.get("test_error_std")
+    spread = f" ± {std:.2f}" if std is not None else ""
+    return f"{row['test_error_mean']:.2f}{spread} % ({row['finished']}/{row['seeds']} seeds)"
+
+
+def _retrain_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="final retraining (test error, mean ± std over finished seeds)",
+                  title_justify="left")  # fmt: skip
+    right = ("rank", "proxy", "params", "GPU h", "preempt")
+    for name in ("rank", "arch_id", "setting", "test error", "proxy", "params", "GPU h",
+                 "preempt", "status"):  # fmt: skip
+        table.add_column(name, justify="right" if name in right else "left")
+    for row in rows:
+        params = row.get("params") or 0
+        table.add_row(
+            str(row["rank"]), row["arch_id"], row["setting"], _mean_std(row),
+            _score(row.get("proxy_score")), f"{params / 1e6:.2f} M" if params else "-",
+            f"{row.get('gpu_hours') or 0.0:.2f}", str(row.get("preemptions", 0)),
+            ", ".join(row.get("statuses", ())),
+        )  # fmt: skip
+    return table
+
+
 def _leaders(best: Sequence[Mapping[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     right = ("#", "score", "segments", "born")
+    retrained = any(net.get("retrain") for net in best)  # `best` rows of retrained runs
     for name in ("#", "arch_id", "score", "segments", "parent", "born"):
         table.add_column(name, justify="right" if name in right else "left")
+    if retrained:
+        table.add_column("retrained test error")
     for rank, net in enumerate(best, start=1):
-        table.add_row(str(rank), net["arch_id"], _score(net["score"]), str(net["segments"]),
-                      net.get("parent_id") or "-", str(net.get("born_cycle", "")))  # fmt: skip
+        cells = [str(rank), net["arch_id"], _score(net["score"]), str(net["segments"]),
+                 net.get("parent_id") or "-", str(net.get("born_cycle", ""))]  # fmt: skip
+        table.add_row(*cells, *((_mean_std(net.get("retrain")),) if retrained else ()))
     return table
 
 
 def render_status(console: Console, runs: Sequence[Mapping[str, Any]]) -> None:
-    """Print one block per run: overview (cycle k of N, pools, segments, retries, device
-    hours, time left, driver) and the five best networks. `runs`: `summary.summarize_all`."""
+    """Print one block per run: overview (cycle k of N, pools, proxy-rank Spearman with a
+    warning below the threshold, segments, retries, device hours, time left, driver), the five
+    best networks and, once retrained, their test errors. `runs`: `summary.summarize_all`."""
     if not runs:
         console.print("no runs found (state files are state/*.h5; give a path)")
     for run in runs:
@@ -193,10 +253,13 @@ def render_status(console: Console, runs: Sequence[Mapping[str, Any]]) -> None:
         console.print(_overview(run))
         if run["best"]:
             console.print(_leaders(run["best"], "best networks (furthest trained first)"))
+        if run.get("retrain"):
+            console.print(_retrain_table(run["retrain"]))
 
 
 def render_best(console: Console, best: Mapping[str, Any]) -> None:
-    """Print a run's final genotypes (`summary.best_genotypes`): a table and each literal."""
+    """Print a run's final genotypes (`summary.best_genotypes`): a table (with the retrained
+    test error, mean ± std over seeds, once the run was retrained) and each literal."""
     state = "complete" if best["complete"] else (
         f"incomplete: {best['cycle']} of {best['cycles_total']} cycles done")  # fmt: skip
     console.print(escape(f"{best['state']}: {state}"))
