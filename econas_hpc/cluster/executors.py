@@ -157,6 +157,24 @@ def visible_gpus() -> tuple[int, ...]:
     return tuple(range(sum(line.startswith("GPU ") for line in out.splitlines())))
 
 
+@contextlib.contextmanager
+def _interruptible_children() -> Iterator[None]:
+    """Start children with SIGINT at its default, as `cancel` needs (SIGINT stops a controller).
+
+    A driver started in the background of a script (`cmd &`, nohup) inherits SIGINT ignored, and
+    an ignored signal survives exec: its controllers could then never be cancelled.
+    """
+    restore = None
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        with contextlib.suppress(ValueError):  # only the main thread may change handlers
+            restore = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGINT, restore)
+
+
 class LocalExecutor:
     """Subprocesses on this machine (submitit's LocalExecutor), at most `max_concurrent` at once.
 
@@ -231,7 +249,7 @@ class LocalExecutor:
             params.update(gpus_per_node=1, visible_gpus=(record.gpu,))
         executor.update_parameters(**params)
         task = CheckpointableTask(stop_timeout_s=max(5, self.options.signal_delay_s - 10))
-        with _job_env(record.job_id):
+        with _job_env(record.job_id), _interruptible_children():
             job = executor.submit(task, record.items)
         record.pid, record.state = int(job.job_id), "running"
         process = getattr(job, "_process", None)  # LocalJob keeps its controller's Popen

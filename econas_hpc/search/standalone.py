@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.cluster.executors import make_executor
+from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, DataError
 from econas_hpc.search.workitems import ExecOptions
@@ -154,6 +155,10 @@ def _submit(request: TrainRequest, item: WorkItem) -> dict[str, Any]:
         cluster = cluster.with_updates(
             {"gpus_per_node": request.gpus_per_node, "additional_parameters": extra}
         )
+    if request.executor == "slurm":
+        # sbatch accepts a job no node can ever run (it pends on "PartitionConfig" forever);
+        # --test-only refuses it at once, with Slurm's reason.
+        check_slurm(cluster, what="training job")
     folder = Path(request.run_dir) / "executor"
     (job_id,) = make_executor(request.executor, folder, cluster).submit([item])
     return {"submitted": job_id, "name": item.name, "run_dir": request.run_dir,

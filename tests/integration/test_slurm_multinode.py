@@ -214,7 +214,7 @@ def test_more_gpus_than_the_partition_has_is_one_line_exit_2(
             "--gpus-per-node", "64", "--no-wait"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "sbatch refused" in err, err
+    assert err.count("\n") == 1 and "Requested node configuration is not available" in err, err
 
 
 def test_imagenet_job_with_more_gpus_than_the_partition_has(
@@ -230,4 +230,4 @@ def test_imagenet_job_with_more_gpus_than_the_partition_has(
             "--gpus-per-node", "64", "--partition", "gpu", "--run-dir", str(tmp_path)]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "sbatch refused" in err, err
+    assert err.count("\n") == 1 and "Requested node configuration is not available" in err, err
