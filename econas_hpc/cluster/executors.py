@@ -157,6 +157,17 @@ def visible_gpus() -> tuple[int, ...]:
     return tuple(range(sum(line.startswith("GPU ") for line in out.splitlines())))
 
 
+def _child_pids(pid: int) -> tuple[int, ...]:
+    """The direct children of `pid` (Linux /proc), e.g. a local controller's task processes."""
+    children: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # Field 4 is the parent pid; the command name (field 2) may contain spaces.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return tuple(children)
+
+
 @contextlib.contextmanager
 def _interruptible_children() -> Iterator[None]:
     """Start children with SIGINT at its default, as `cancel` needs (SIGINT stops a controller).
@@ -213,9 +224,11 @@ class LocalExecutor:
             if record is None or record.state not in ("pending", "running"):
                 continue
             if record.state == "running" and self._running_state(record) == "running":
-                # SIGINT: the controller's KeyboardInterrupt path kills its tasks (INT, then KILL).
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(record.pid or 0, signal.SIGINT)
+                # SIGKILL to the task processes (a hung task may ignore gentler signals, and its
+                # progress is in its checkpoints), then SIGINT: the controller sees them gone.
+                for pid in (*_child_pids(record.pid or 0), record.pid or 0):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL if pid != record.pid else signal.SIGINT)
             record.state = "cancelled"
         self.registry.save()
 
