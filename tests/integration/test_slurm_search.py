@@ -92,7 +92,10 @@ def test_slurm_search_matches_local(tmp_path: Path, time_limit_search: Backgroun
     assert essence(load(slurm_state)) == essence(load(local_state))
     counters = ledger(slurm_state, LIMITS)
     assert len(counters) == 12 and not any(c.charged or c.preemptions for c in counters.values())
-    jobs = run_jobs(slurm_state)  # one array per cycle, every task renamed to its segment
+    # One array per cycle, every task renamed to its segment. Renames reach slurmdbd (and so
+    # sacct) asynchronously, a few seconds late on a loaded machine: wait for them.
+    wait_for(lambda: set(counters) <= {n for _, n, _ in run_jobs(slurm_state)}, 60, "sacct names")
+    jobs = run_jobs(slurm_state)
     assert len(jobs) == 12 and all(state == "done" for _, _, state in jobs)
     assert {name for _, name, _ in jobs} == set(counters)
 
