@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from econas_hpc.errors import ConfigError
+from econas_hpc.tomlfile import read_toml
 
 __all__ = [
     "ALIVE_STATES",
@@ -166,12 +166,7 @@ def load_cluster_options(path: Path | None, overrides: Mapping[str, object]) -> 
     """
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read cluster options file {path}: {exc.strerror}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"cluster options file {path} is not valid TOML: {exc}") from exc
+        data = read_toml(path, "cluster options file")
         table = data.get("slurm")
         if not isinstance(table, dict):
             raise ConfigError(f"cluster options file {path} has no [slurm] table")

@@ -9,7 +9,6 @@ holds no policy; execution options (executor, partition, concurrency) live elsew
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from econas_hpc.errors import ConfigError, EconasError
 from econas_hpc.settings import PROFILES, Setting
 from econas_hpc.space.catalog import OP_SETS
+from econas_hpc.tomlfile import read_toml
 
 STRATEGIES: tuple[str, ...] = ("hierarchical", "single")
 CONCAT_MODES: tuple[str, ...] = ("clean", "faithful")
@@ -143,13 +143,7 @@ def load_config(path: str | Path) -> SearchConfig:
             table has an unknown key or a bad value.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    document = read_toml(path)
     table = document.get("search")
     if not isinstance(table, dict):
         tables = ", ".join(sorted(document)) or "none"

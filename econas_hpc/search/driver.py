@@ -15,7 +15,6 @@ import datetime as dt
 import logging
 import os
 import time
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from econas_hpc.search.workitems import (
 )
 from econas_hpc.store.lock import DriverLock, acquire_lock
 from econas_hpc.store.state import StateStore
+from econas_hpc.tomlfile import read_toml
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,7 @@ def resolve_launch(
     path = PRESETS / "demo.toml" if demo and config_path is None else config_path
     tables: dict[str, Any] = {}
     if path is not None:
-        try:
-            tables = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        tables = read_toml(path)
         unknown = sorted(set(tables) - set(LAUNCH_TABLES))
         if unknown:
             raise ConfigError(f"config file {path}: unknown table(s) {unknown}; valid tables: "
