@@ -173,6 +173,15 @@ def run_jobs(state_path: Path) -> list[tuple[str, str, str]]:
     return [row for row in slurm_query.list_jobs() if row[1].startswith(prefix)]
 
 
+def settled_run_jobs(
+    state_path: Path, at_least: int, timeout_s: float = 60
+) -> list[tuple[str, str, str]]:
+    """`run_jobs` once sacct lists `at_least` of them: slurmdbd records jobs (and the names array
+    tasks give themselves) seconds late on a loaded machine."""
+    wait_for(lambda: len(run_jobs(state_path)) >= at_least, timeout_s, f"{at_least} jobs in sacct")
+    return run_jobs(state_path)
+
+
 def squeue(*fields: str) -> list[list[str]]:
     out = subprocess.run(
         ["squeue", "-h", "-o", "|".join(fields)],

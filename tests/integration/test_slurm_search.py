@@ -40,6 +40,7 @@ from .search_helpers import (
     run_jobs,
     run_search,
     scontrol,
+    settled_run_jobs,
     squeue,
     start_econas,
     start_search,
@@ -199,7 +200,8 @@ def test_killed_driver_resumes_and_reattaches_its_jobs(tmp_path: Path) -> None:
     assert "3 job(s) re-attached" in out.stdout + out.stderr
     final = load(state)
     assert {key: job.job_id for key, job in final.jobs.items()} == ids  # not resubmitted
-    assert all(job.attempt == 1 for job in final.jobs.values()) and len(run_jobs(state)) == 3
+    assert all(job.attempt == 1 for job in final.jobs.values())
+    assert len(settled_run_jobs(state, 3)) == 3
     counters = ledger(state, LIMITS)
     assert not any(c.charged or c.preemptions or c.resumes for c in counters.values())
     assert essence(final, attempts=False) == reference(tmp_path, config)
@@ -219,7 +221,7 @@ def test_orphan_submission_is_adopted_not_run_twice(tmp_path: Path) -> None:
     out = econas("resume", str(state), cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "2 job(s) submitted before the driver stopped adopted" in out.stdout
-    assert len(run_jobs(state)) == 2  # the orphans ran once; nothing was submitted again
+    assert len(settled_run_jobs(state, 2)) == 2  # the orphans ran once; nothing submitted again
     counters = ledger(state, LIMITS)
     assert all(c.jobs == 1 and c.charged == 0 for c in counters.values())
     assert essence(load(state), attempts=False) == reference(tmp_path, config)
