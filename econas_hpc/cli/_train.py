@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from econas_hpc.cli._common import EXIT_INTERRUPTED, _json_line, _picked
-from econas_hpc.ui.retrain_view import render_retrain
+from econas_hpc.ui.search_view import render_retrain
 
 SUBMIT_FLAGS = ("partition", "timeout_min", "account", "qos")
 RETRAIN_FLAGS = ("executor", "partition", "gpus_per_node", "timeout_min", "device",
@@ -47,7 +47,8 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.writelines(_json_line(row) for row in rows)
     else:
-        render_retrain(Console(), args.state, args.setting, rows)
+        title = f"retraining of {args.state} at {args.setting} (test error, mean ± std)"
+        render_retrain(Console(), rows, title)
     return 0
 
 

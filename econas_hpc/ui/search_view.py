@@ -206,13 +206,20 @@ def _mean_std(row: Mapping[str, Any] | None) -> str:
     return f"{row['test_error_mean']:.2f}{spread} % ({row['finished']}/{row['seeds']} seeds)"
 
 
-def _retrain_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    table = Table(title="final retraining (test error, mean ± std over finished seeds)",
+def render_retrain(console: Console, rows: Sequence[Mapping[str, Any]], title: str = "") -> None:
+    """The retraining rows of `search.summary.summarize_retrain` (as `retrain` prints them)."""
+    console.print(_retrain_table(rows, title))
+
+
+def _retrain_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
+    table = Table(title=title or "final retraining (test error, mean ± std over finished seeds)",
                   title_justify="left")  # fmt: skip
     right = ("rank", "proxy", "params", "GPU h", "preempt")
     for name in ("rank", "arch_id", "setting", "test error", "proxy", "params", "GPU h",
                  "preempt", "status"):  # fmt: skip
-        table.add_column(name, justify="right" if name in right else "left")
+        # arch_id never wraps: it is what users copy into `train`/`inspect`.
+        table.add_column(name, justify="right" if name in right else "left",
+                         no_wrap=name == "arch_id")  # fmt: skip
     for row in rows:
         params = row.get("params") or 0
         table.add_row(
