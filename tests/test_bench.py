@@ -17,10 +17,17 @@ from econas_hpc.bench.proxy import run_bench
 from econas_hpc.errors import ConfigError
 
 PIPELINE_KEYS = {
-    "proxy_epochs_per_s", "device_s_per_proxy_epoch", "images_per_s", "train_s", "images",
-    "concurrent", "setup_s_per_arch", "setup_s_per_arch_max", "peak_memory_mib",
+    "proxy_epochs_per_s",
+    "device_s_per_proxy_epoch",
+    "images_per_s",
+    "train_s",
+    "images",
+    "concurrent",
+    "setup_s_per_arch",
+    "setup_s_per_arch_max",
+    "peak_memory_mib",
     "host_syncs_per_step",
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,28 @@ from econas_hpc.cli import main
 
 DARTS_V2_JSON = {
     "normal": [
-        ["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 1],
-        ["sep_conv_3x3", 1], ["skip_connect", 0], ["skip_connect", 0], ["dil_conv_3x3", 2],
+        ["sep_conv_3x3", 0],
+        ["sep_conv_3x3", 1],
+        ["sep_conv_3x3", 0],
+        ["sep_conv_3x3", 1],
+        ["sep_conv_3x3", 1],
+        ["skip_connect", 0],
+        ["skip_connect", 0],
+        ["dil_conv_3x3", 2],
     ],
     "normal_concat": [2, 3, 4, 5],
     "reduce": [
-        ["max_pool_3x3", 0], ["max_pool_3x3", 1], ["skip_connect", 2], ["max_pool_3x3", 1],
-        ["max_pool_3x3", 0], ["skip_connect", 2], ["skip_connect", 2], ["max_pool_3x3", 1],
+        ["max_pool_3x3", 0],
+        ["max_pool_3x3", 1],
+        ["skip_connect", 2],
+        ["max_pool_3x3", 1],
+        ["max_pool_3x3", 0],
+        ["skip_connect", 2],
+        ["skip_connect", 2],
+        ["max_pool_3x3", 1],
     ],
     "reduce_concat": [2, 3, 4, 5],
-}  # fmt: skip
+}
 DARTS_V2_LITERAL = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
     "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
@@ -36,15 +48,31 @@ DARTS_V2_LITERAL = (
 UNBUILDABLE_JSON = {
     **DARTS_V2_JSON,
     "reduce": [
-        ["max_pool_3x3", 0], ["max_pool_3x3", 0], ["skip_connect", 2], ["max_pool_3x3", 2],
-        ["max_pool_3x3", 3], ["skip_connect", 3], ["skip_connect", 4], ["max_pool_3x3", 4],
+        ["max_pool_3x3", 0],
+        ["max_pool_3x3", 0],
+        ["skip_connect", 2],
+        ["max_pool_3x3", 2],
+        ["max_pool_3x3", 3],
+        ["skip_connect", 3],
+        ["skip_connect", 4],
+        ["max_pool_3x3", 4],
     ],
     "reduce_concat": [1, 5],
-}  # fmt: skip
+}
 REQUIRED_KEYS = {
-    "arch_id", "params", "params_with_aux", "macs", "genotype", "setting", "dataset",
-    "channels", "resolution", "feature_size", "normal_width", "reduce_width",
-}  # fmt: skip
+    "arch_id",
+    "params",
+    "params_with_aux",
+    "macs",
+    "genotype",
+    "setting",
+    "dataset",
+    "channels",
+    "resolution",
+    "feature_size",
+    "normal_width",
+    "reduce_width",
+}
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:

@@ -178,7 +178,7 @@ def test_live_view_in_a_terminal() -> None:
             "kind": "cycle_started",
             "message": "planned 8 continued + 6 children",
             "data": {"continued": 8, "children": 6},
-        },  # fmt: skip
+        },
         {"kind": "segment_done", "message": "abc segment 1: ok 55.00", "data": {}},
         {"kind": "retry", "message": "def segment 1: attempt 2 of 3", "data": {}},
     ]

@@ -79,8 +79,9 @@ def test_bad_settings_exit_2_with_one_line(
 
 def test_missing_zoo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = str(tmp_path / "nope.h5")
-    assert "does not exist" in _error_line(capsys, ["zoo", "train", missing, "--settings",
-                                                    "c4r4s0e60"])  # fmt: skip
+    assert "does not exist" in _error_line(
+        capsys, ["zoo", "train", missing, "--settings", "c4r4s0e60"]
+    )
     assert "does not exist" in _error_line(capsys, ["zoo", "report", missing])
 
 
@@ -88,9 +89,25 @@ def test_missing_zoo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def _train_args(zoo: Path, data: Path, *extra: str) -> list[str]:
-    return ["zoo", "train", str(zoo), "--layers", "3", "--dataset", "synthetic", "--data",
-            str(data), "--synthetic-train", "256", "--synthetic-test", "128", "--device", "cpu",
-            "--json", *extra]  # fmt: skip
+    return [
+        "zoo",
+        "train",
+        str(zoo),
+        "--layers",
+        "3",
+        "--dataset",
+        "synthetic",
+        "--data",
+        str(data),
+        "--synthetic-train",
+        "256",
+        "--synthetic-test",
+        "128",
+        "--device",
+        "cpu",
+        "--json",
+        *extra,
+    ]
 
 
 def _results(zoo: Path) -> list[Path]:
@@ -104,8 +121,13 @@ def _run_and_kill(zoo: Path, argv: list[str]) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     log = zoo.with_name("runner.log")
     with log.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "econas_hpc", *argv], cwd=zoo.parent,
-                                env=env, stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "econas_hpc", *argv],
+            cwd=zoo.parent,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
         deadline = time.monotonic() + KILL_TIMEOUT_S
         try:
             while not _results(zoo):
@@ -134,8 +156,20 @@ def trained_zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("zoo")
     zoo, data = root / "zoo1.h5", root / "data"
     assert main(["zoo", "create", "--size", str(NETWORKS), "--seed", "5", "--state", str(zoo)]) == 0
-    argv = _train_args(zoo, data, "--settings", FIRST, "--reference", REFERENCE, "--executor",
-                       "local", "--segments-per-job", "4", "--max-concurrent", "1")  # fmt: skip
+    argv = _train_args(
+        zoo,
+        data,
+        "--settings",
+        FIRST,
+        "--reference",
+        REFERENCE,
+        "--executor",
+        "local",
+        "--segments-per-job",
+        "4",
+        "--max-concurrent",
+        "1",
+    )
     _run_and_kill(zoo, argv)
     before = len(ZooStore(zoo).load().results) if zoo.exists() else 0
     out = io.StringIO()
@@ -175,8 +209,9 @@ def test_adding_settings_trains_only_new_units(
     zoo = trained_zoo["zoo"]
     old = ZooStore(zoo).load().results
     capsys.readouterr()
-    argv = _train_args(zoo, trained_zoo["data"], "--settings", ",".join(LATER), "--executor",
-                       "debug")  # fmt: skip
+    argv = _train_args(
+        zoo, trained_zoo["data"], "--settings", ",".join(LATER), "--executor", "debug"
+    )
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["settings_added"] == list(LATER)
@@ -210,8 +245,10 @@ def test_report_writes_decodable_figures(
     for line in report["factor_lines"]:
         assert len(line["settings"]) >= 2 and line["factor"] in ("c", "r", "s", "e")
     assert any("3 cells" in w for w in report["warnings"])
-    sizes = {"rho_vs_acceleration": figures.RHO_ACC_SIZE_IN,
-             "factor_lines": figures.FACTOR_LINES_SIZE_IN}  # fmt: skip
+    sizes = {
+        "rho_vs_acceleration": figures.RHO_ACC_SIZE_IN,
+        "factor_lines": figures.FACTOR_LINES_SIZE_IN,
+    }
     sizes.update({f"accuracy_scatter_{s}": figures.SCATTER_SIZE_IN for s in rows})
     for stem, (w, h) in sizes.items():
         assert str(out / f"{stem}.png") in report["figures"]

@@ -62,10 +62,17 @@ def _one_torch_thread() -> Iterator[None]:
 
 def _spec(data: Path, run_dir: Path, **changes: Any) -> ImageNetSpec:
     spec = ImageNetSpec(
-        genotype_json=get_builtin("darts_v2").to_json(), run_dir=str(run_dir), data_dir=str(data),
-        epoch_end=2, global_batch=8, seed=3, overrides=OVERRIDES, base=TINY_BASE, workers=0,
+        genotype_json=get_builtin("darts_v2").to_json(),
+        run_dir=str(run_dir),
+        data_dir=str(data),
+        epoch_end=2,
+        global_batch=8,
+        seed=3,
+        overrides=OVERRIDES,
+        base=TINY_BASE,
+        workers=0,
         device="cpu",
-    )  # fmt: skip
+    )
     return dataclasses.replace(spec, **changes)
 
 
@@ -217,11 +224,21 @@ def test_missing_imagenet_folder_names_path_and_layout(tmp_path: Path) -> None:
 
 
 def test_detect_env_from_torchrun_slurm_or_nothing() -> None:
-    torchrun = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "h0",
-                "MASTER_PORT": "1234"}  # fmt: skip
+    torchrun = {
+        "RANK": "3",
+        "WORLD_SIZE": "4",
+        "LOCAL_RANK": "1",
+        "MASTER_ADDR": "h0",
+        "MASTER_PORT": "1234",
+    }
     assert detect_env(torchrun) == DistEnv(3, 4, 1, "h0", 1234, "torchrun")
-    slurm = {"SLURM_PROCID": "2", "SLURM_NTASKS": "4", "SLURM_LOCALID": "0",
-             "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_JOB_ID": "20017"}  # fmt: skip
+    slurm = {
+        "SLURM_PROCID": "2",
+        "SLURM_NTASKS": "4",
+        "SLURM_LOCALID": "0",
+        "SLURM_JOB_NODELIST": "node[1-2]",
+        "SLURM_JOB_ID": "20017",
+    }
     env = detect_env(slurm)
     assert (env.rank, env.world_size, env.local_rank, env.master_addr) == (2, 4, 0, "node1")
     assert env.master_port == master_port_for("20017") == 20017 and env.source == "slurm"
@@ -248,8 +265,10 @@ def test_cli_bad_imagenet_input_is_one_line_and_exit_2(
 
     missing = tmp_path / "nowhere"
     argv = ["train", "darts_v2", "--dataset", "imagenet", "--run-dir", str(tmp_path / "run")]
-    assert main([*argv, "--data", str(tiny_imagenet), "--gpus-per-node", "3",
-                 "--batch-size", "2048"]) == 2  # fmt: skip
+    assert (
+        main([*argv, "--data", str(tiny_imagenet), "--gpus-per-node", "3", "--batch-size", "2048"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "global batch 2048 does not divide by 3 process(es) x 1" in err

@@ -59,9 +59,9 @@ def dumps(state: RunState, keep_attempts: bool = True) -> str:
 
 
 @pytest.mark.parametrize(
-    ("profile", "strategy"), [("supplement", "hierarchical"), ("official", "hierarchical"),
-                              ("supplement", "single")]
-)  # fmt: skip
+    ("profile", "strategy"),
+    [("supplement", "hierarchical"), ("official", "hierarchical"), ("supplement", "single")],
+)
 def test_dry_run_through_executor_equals_simulation(
     tmp_path: Path, profile: str, strategy: str
 ) -> None:

@@ -36,8 +36,16 @@ from econas_hpc.store.state import StateStore
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = SearchConfig(cycles=6, initial_population=8, dry_run=True)
 DEBUG = ExecOptions(executor="debug")
-TINY = SearchConfig(cycles=3, initial_population=4, continue_p20=2, continue_p40=1,
-                    mothers_p20=2, mothers_p40=1, mothers_p60=1, dry_run=True)  # fmt: skip
+TINY = SearchConfig(
+    cycles=3,
+    initial_population=4,
+    continue_p20=2,
+    continue_p40=1,
+    mothers_p20=2,
+    mothers_p40=1,
+    mothers_p60=1,
+    dry_run=True,
+)
 
 
 def dumps(state: RunState, checkpoints: bool = True) -> str:
@@ -118,10 +126,19 @@ def test_killed_repeatedly_equals_uninterrupted(tmp_path: Path, reference: str) 
 
 def _launch_cli(state: Path, config: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "econas_hpc", "launch", "--state", str(state),
-               "--config", str(config)]  # fmt: skip
-    return subprocess.Popen(command, cwd=state.parent, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "econas_hpc",
+        "launch",
+        "--state",
+        str(state),
+        "--config",
+        str(config),
+    ]
+    return subprocess.Popen(
+        command, cwd=state.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def _wait_for(predicate: object, timeout_s: float) -> None:
@@ -149,8 +166,10 @@ def test_sigkill_with_local_jobs_in_flight_then_resume(tmp_path: Path) -> None:
     cfg = TINY.replace(cycles=2)
     reference = dumps(run_search(tmp_path / "ref.h5", cfg, DEBUG))
     config = tmp_path / "run.toml"
-    config.write_text(_search_table(cfg) + '[execution]\nexecutor = "local"\n'
-                      "dryrun_sleep_s = 1.0\n[slurm]\nmax_concurrent = 4\n")  # fmt: skip
+    config.write_text(
+        _search_table(cfg) + '[execution]\nexecutor = "local"\n'
+        "dryrun_sleep_s = 1.0\n[slurm]\nmax_concurrent = 4\n"
+    )
     path = tmp_path / "run.h5"
     driver = _launch_cli(path, config)
     try:
@@ -262,18 +281,24 @@ def test_crashing_job_is_retried_then_marked_failed(tmp_path: Path) -> None:
 
 
 def test_diverged_job_scores_worst_and_is_not_retried(tmp_path: Path) -> None:
-    state = run_search(tmp_path / "run.h5", TINY.replace(cycles=0),
-                       _faults(DryrunFault("diverge", -1, 1)))  # fmt: skip
+    state = run_search(
+        tmp_path / "run.h5", TINY.replace(cycles=0), _faults(DryrunFault("diverge", -1, 1))
+    )
     net = list(state.networks.values())[1]
     assert net.status == "diverged" and net.scores[0] == WORST_SCORE and net.attempts == 1
 
 
 def test_hanging_job_is_cancelled_past_its_time_limit_and_retried(tmp_path: Path) -> None:
     events: list[SearchEvent] = []
-    options = _faults(DryrunFault("hang", -1, 0, attempts=1), executor="local",
-                      job_timeout_s=1.0, max_concurrent=2)  # fmt: skip
-    state = run_search(tmp_path / "run.h5", TINY.replace(cycles=0, initial_population=2),
-                       options, events.append)  # fmt: skip
+    options = _faults(
+        DryrunFault("hang", -1, 0, attempts=1),
+        executor="local",
+        job_timeout_s=1.0,
+        max_concurrent=2,
+    )
+    state = run_search(
+        tmp_path / "run.h5", TINY.replace(cycles=0, initial_population=2), options, events.append
+    )
     first = list(state.networks.values())[0]
     assert first.status == "ok" and first.attempts == 2
     assert [e.kind for e in events].count("timeout") == 1

@@ -89,14 +89,22 @@ def test_bad_overrides_and_missing_file(tmp_path: Path) -> None:
 
 def render_golden(folder: Path) -> str:
     options = ClusterOptions(
-        partition="gpu", gpus_per_node=1, cpus_per_task=8, mem_gb=32, timeout_min=60,
-        signal_delay_s=90, array_parallelism=16,
+        partition="gpu",
+        gpus_per_node=1,
+        cpus_per_task=8,
+        mem_gb=32,
+        timeout_min=60,
+        signal_delay_s=90,
+        array_parallelism=16,
         setup=("module load cuda/12.4", "export HDF5_USE_FILE_LOCKING=FALSE"),
         additional_parameters=(("requeue", True), ("mail_type", "FAIL"), ("hint", False)),
-    )  # fmt: skip
+    )
     text = sbatch_script(options, folder / "jobs" / "%j", "econas-run1-c3", array_size=28)
-    for real, placeholder in ((str(folder), "<FOLDER>"), (sys.executable, "<PYTHON>"),
-                              (str(PACKAGE_ROOT), "<PACKAGE_ROOT>")):  # fmt: skip
+    for real, placeholder in (
+        (str(folder), "<FOLDER>"),
+        (sys.executable, "<PYTHON>"),
+        (str(PACKAGE_ROOT), "<PACKAGE_ROOT>"),
+    ):
         text = text.replace(real, placeholder)
     return text
 
@@ -106,8 +114,15 @@ def test_golden_sbatch_file(tmp_path: Path) -> None:
     if os.environ.get("ECONAS_UPDATE_GOLDEN") == "1":
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text(), "sbatch text changed; ECONAS_UPDATE_GOLDEN=1 rewrites it"
-    for line in ("--array=0-27%16", "--signal=USR2@90", "--time=60", "--gpus-per-node=1",
-                 "--mem=32GB", "--requeue", "--job-name=econas-run1-c3"):  # fmt: skip
+    for line in (
+        "--array=0-27%16",
+        "--signal=USR2@90",
+        "--time=60",
+        "--gpus-per-node=1",
+        "--mem=32GB",
+        "--requeue",
+        "--job-name=econas-run1-c3",
+    ):
         assert line in text
     assert "hint" not in text and text.index("module load") < text.index("export PYTHONPATH")
 
@@ -121,8 +136,11 @@ def test_debug_executor_runs_at_submit_and_remembers(tmp_path: Path) -> None:
     ids = ex.submit(items)
     assert ids == ["debug-0", "debug-0", "debug-1"]
     assert all(Path(i.result_path).exists() for i in items[:2])
-    assert ex.poll([*ids, "debug-9"]) == {"debug-0": "done", "debug-1": "failed",
-                                         "debug-9": "unknown"}  # fmt: skip
+    assert ex.poll([*ids, "debug-9"]) == {
+        "debug-0": "done",
+        "debug-1": "failed",
+        "debug-9": "unknown",
+    }
     again = make_executor("debug", tmp_path / "ex", ClusterOptions())  # a restarted driver
     assert again.poll(["debug-1"]) == {"debug-1": "failed"}
     assert again.find("econas-t-") == {i.name: j for i, j in zip(items, ids, strict=True)}
@@ -172,8 +190,10 @@ def test_local_executor_reattaches_cancels_and_releases(tmp_path: Path) -> None:
     pid = json.loads((tmp_path / "ex" / "local-jobs.json").read_text())["jobs"]["local-0"]["pid"]
     ex.cancel(["local-0"])
     assert ex.poll(["local-0"]) == {"local-0": "cancelled"}
-    assert wait_states(ex, ids, {"done", "cancelled"}) == {"local-0": "cancelled",
-                                                           "local-1": "done"}  # fmt: skip
+    assert wait_states(ex, ids, {"done", "cancelled"}) == {
+        "local-0": "cancelled",
+        "local-1": "done",
+    }
     deadline = time.monotonic() + 30  # a loaded CI machine can take a while to reap it
     while Path(f"/proc/{pid}/cmdline").exists() and Path(f"/proc/{pid}/cmdline").read_bytes():
         assert time.monotonic() < deadline, "the cancelled controller is still running"
@@ -217,11 +237,23 @@ SACCT_TEXT = """\
 110|SUSPENDED|0:0
 """
 EXPECTED = {
-    "100": "done", "101": "failed", "102": "cancelled", "103": "timeout",
-    "105": "pending", "106": "node_fail", "107_0": "done", "107_1": "running",
-    "107_2": "pending", "107_4": "pending", "107_6": "pending", "107_5": "unknown",
-    "108": "failed", "109": "pending", "110": "running", "999": "unknown",
-}  # fmt: skip
+    "100": "done",
+    "101": "failed",
+    "102": "cancelled",
+    "103": "timeout",
+    "105": "pending",
+    "106": "node_fail",
+    "107_0": "done",
+    "107_1": "running",
+    "107_2": "pending",
+    "107_4": "pending",
+    "107_6": "pending",
+    "107_5": "unknown",
+    "108": "failed",
+    "109": "pending",
+    "110": "running",
+    "999": "unknown",
+}
 
 
 class FakeRun:
@@ -257,10 +289,12 @@ def test_sacct_states_in_one_call(fake_slurm: Any) -> None:
 
 
 def test_preempted_stays_alive_only_while_queued_again(fake_slurm: Any) -> None:
-    fake = fake_slurm({
-        "sacct": (0, "104|PREEMPTED|0:0\n111|PREEMPTED|0:0\n100|COMPLETED|0:0\n", ""),
-        "squeue": (0, "104|PENDING\n111|PREEMPTED\n", ""),
-    })  # fmt: skip
+    fake = fake_slurm(
+        {
+            "sacct": (0, "104|PREEMPTED|0:0\n111|PREEMPTED|0:0\n100|COMPLETED|0:0\n", ""),
+            "squeue": (0, "104|PENDING\n111|PREEMPTED\n", ""),
+        }
+    )
     states = slurm_query.query_states(["104", "111", "100"])
     # 104 was requeued (alive); 111 was preempted for good (PreemptMode=CANCEL): resubmit it.
     assert states == {"104": "preempted", "111": "cancelled", "100": "done"}
@@ -268,10 +302,12 @@ def test_preempted_stays_alive_only_while_queued_again(fake_slurm: Any) -> None:
 
 
 def test_squeue_fallback_when_sacct_fails(fake_slurm: Any) -> None:
-    fake = fake_slurm({
-        "sacct": (1, "", "sacct: error: Slurm accounting storage is disabled"),
-        "squeue": (0, "107_1|RUNNING\n107_2|PENDING\n105|REQUEUED\n", ""),
-    })  # fmt: skip
+    fake = fake_slurm(
+        {
+            "sacct": (1, "", "sacct: error: Slurm accounting storage is disabled"),
+            "squeue": (0, "107_1|RUNNING\n107_2|PENDING\n105|REQUEUED\n", ""),
+        }
+    )
     states = slurm_query.query_states(["107_1", "107_2", "105", "100"])
     assert states == {"107_1": "running", "107_2": "pending", "105": "pending", "100": "unknown"}
     assert [c[0] for c in fake.calls] == ["sacct", "squeue"]
@@ -296,14 +332,26 @@ def test_slurm_find_uses_manifests(tmp_path: Path, fake_slurm: Any) -> None:
     manifests = ArrayManifests(tmp_path)
     manifests.after_submit("econas-r-c1", [["econas-r-a-s1"], ["econas-r-b-s1"]], ["7_0", "7_1"])
     manifests.before_submit("econas-r-c2", [["econas-r-c-s1", "econas-r-d-s1"]])  # unrecorded
-    fake_slurm({"sacct": (0, (
-        "7_0|econas-r-a-s1|COMPLETED\n7_[1]|econas-r-c1|PENDING\n8|econas-r-c2|RUNNING\n"
-        "9|econas-r-a-s1|RUNNING\n3|other|COMPLETED\n"), "")})  # fmt: skip
+    fake_slurm(
+        {
+            "sacct": (
+                0,
+                (
+                    "7_0|econas-r-a-s1|COMPLETED\n7_[1]|econas-r-c1|PENDING\n8|econas-r-c2|RUNNING\n"
+                    "9|econas-r-a-s1|RUNNING\n3|other|COMPLETED\n"
+                ),
+                "",
+            )
+        }
+    )
     ex: Any = object.__new__(SlurmExecutor)  # no sbatch needed to find jobs
     ex.folder, ex.manifests = tmp_path, manifests
     assert ex.find("econas-r-") == {
-        "econas-r-a-s1": "9", "econas-r-b-s1": "7_1", "econas-r-c-s1": "8", "econas-r-d-s1": "8",
-    }  # fmt: skip
+        "econas-r-a-s1": "9",
+        "econas-r-b-s1": "7_1",
+        "econas-r-c-s1": "8",
+        "econas-r-d-s1": "8",
+    }
 
 
 def _fake_bin(tmp_path: Path, sbatch_body: str) -> Path:

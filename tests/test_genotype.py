@@ -44,9 +44,15 @@ def _with(**changes: object) -> dict[str, object]:
 
 def test_catalog_op_sets() -> None:
     assert SEARCH_OPS == (
-        "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
-    )  # fmt: skip
+        "none",
+        "max_pool_3x3",
+        "avg_pool_3x3",
+        "skip_connect",
+        "sep_conv_3x3",
+        "sep_conv_5x5",
+        "dil_conv_3x3",
+        "dil_conv_5x5",
+    )
     assert len(ZOO_OPS) == 13 and len(set(ZOO_OPS)) == 13
     assert set(SEARCH_OPS) | set(ZOO_OPS) | set(EXTRA_OPS) == ALL_OPS
     assert OP_SETS == {"search8": SEARCH_OPS, "zoo13": ZOO_OPS}
@@ -105,8 +111,10 @@ def test_literal_darts_source_style() -> None:
 
 def test_literal_never_evaluates_code() -> None:
     with pytest.raises(InvalidGenotypeError):
-        Genotype.from_literal("Genotype(normal=__import__('os').getcwd(), normal_concat=[2], "
-                              "reduce=[], reduce_concat=[2])")  # fmt: skip
+        Genotype.from_literal(
+            "Genotype(normal=__import__('os').getcwd(), normal_concat=[2], "
+            "reduce=[], reduce_concat=[2])"
+        )
     with pytest.raises(InvalidGenotypeError, match="not a DARTS genotype literal"):
         Genotype.from_literal("print('hi')")
 

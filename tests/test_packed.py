@@ -39,11 +39,21 @@ def _spec(
 ) -> SegmentSpec:
     recipe = _recipe(2)
     return SegmentSpec(
-        arch_id=genotype.arch_id, genotype_json=genotype.to_json(), setting="c2r4s0e2",
-        recipe=recipe, epoch_start=a, epoch_end=b, run_dir=str(run_dir), dataset="synthetic",
-        data_dir=str(data_dir), seed=seed, device="cpu", base=TINY, synthetic_train=N_TRAIN,
+        arch_id=genotype.arch_id,
+        genotype_json=genotype.to_json(),
+        setting="c2r4s0e2",
+        recipe=recipe,
+        epoch_start=a,
+        epoch_end=b,
+        run_dir=str(run_dir),
+        dataset="synthetic",
+        data_dir=str(data_dir),
+        seed=seed,
+        device="cpu",
+        base=TINY,
+        synthetic_train=N_TRAIN,
         synthetic_test=N_TEST,
-    )  # fmt: skip
+    )
 
 
 GENOTYPES = (
@@ -240,7 +250,10 @@ def test_a_packed_job_trains_its_items_concurrently_and_exactly(tmp_path: Path) 
     SegmentTask()(items)
     for item, single in zip(items, alone, strict=True):
         got = SegmentResult.from_dict(json.loads(Path(item.result_path).read_text()))
-        assert (got.status, got.score, got.train_loss) == (single.status, single.score,
-                                                            single.train_loss)  # fmt: skip
+        assert (got.status, got.score, got.train_loss) == (
+            single.status,
+            single.score,
+            single.train_loss,
+        )
         starts = [e for e in read_events(item.run_dir) if e["event"] == "start"]
         assert starts and starts[0].get("packed") == 2

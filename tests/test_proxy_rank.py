@@ -70,8 +70,12 @@ def _net(arch_id: str, scores: tuple[float, ...], status: str = "ok") -> Network
 
 def test_proxy_rank_needs_three_ok_networks_with_both_scores() -> None:
     state = RunState({}, 0, "")
-    for net in (_net("a", (50.0, 60.0)), _net("b", (40.0, 55.0)), _net("c", (30.0,)),
-                _net("d", (0.0, 0.0), status="diverged")):  # fmt: skip
+    for net in (
+        _net("a", (50.0, 60.0)),
+        _net("b", (40.0, 55.0)),
+        _net("c", (30.0,)),
+        _net("d", (0.0, 0.0), status="diverged"),
+    ):
         state.networks[net.arch_id] = net
     assert all(math.isnan(v) for v in evo.proxy_rank_spearman(state))  # 2 with both scores
     state.networks["e"] = _net("e", (45.0, 50.0, 70.0))
@@ -157,8 +161,24 @@ def test_status_and_best_json_include_proxy_rank_and_retrain(
 
 def _retrain_rows(state: RunState, cfg: SearchConfig) -> list[RetrainRecord]:
     (first, score1), (second, score2) = evo.final_ranking(state, cfg, 2)
-    row = RetrainRecord(first, 0, 1, score1, "c0r0s0e600", "ok", 2.5, 97.5, 3_300_000, 600, 600,
-                        40.0, 2, 2, "123", "")  # fmt: skip
+    row = RetrainRecord(
+        first,
+        0,
+        1,
+        score1,
+        "c0r0s0e600",
+        "ok",
+        2.5,
+        97.5,
+        3_300_000,
+        600,
+        600,
+        40.0,
+        2,
+        2,
+        "123",
+        "",
+    )
     return [
         row,
         replace(row, seed=1, test_error=2.7, test_acc=97.3, gpu_hours=41.0),
@@ -178,11 +198,18 @@ def test_retrain_table_shows_in_status_and_best(
     (status,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     done, running = status["retrain"]
     assert (done["arch_id"], done["rank"], done["seeds"], done["finished"]) == (
-        records[0].arch_id, 1, 2, 2)  # fmt: skip
+        records[0].arch_id,
+        1,
+        2,
+        2,
+    )
     assert done["test_error_mean"] == pytest.approx(2.6)
     assert done["test_error_std"] == pytest.approx(math.sqrt(0.02))
     assert (running["finished"], running["test_error_mean"], running["test_error_std"]) == (
-        0, None, None)  # fmt: skip
+        0,
+        None,
+        None,
+    )
     text = _rendered(render_status, [summarize(path)])
     assert "final retraining" in text and "2.60 ± 0.14 % (2/2 seeds)" in text
 

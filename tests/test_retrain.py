@@ -50,8 +50,9 @@ def _one_torch_thread() -> Iterator[None]:
 @pytest.fixture
 def state_path(tmp_path: Path) -> Path:
     """A run with networks 0-2 finished (ranked 1, 0, 2) and network 3 still in P20."""
-    cfg = SearchConfig(dataset="synthetic", data_dir=str(tmp_path / "data"),
-                       synthetic_train=192, synthetic_test=32)  # fmt: skip
+    cfg = SearchConfig(
+        dataset="synthetic", data_dir=str(tmp_path / "data"), synthetic_train=192, synthetic_test=32
+    )
     rng = np.random.default_rng(7)
     networks = {}
     for i in range(4):
@@ -78,8 +79,11 @@ def test_plan_takes_the_top_networks_in_the_original_recipe(state_path: Path) ->
     jobs = plan_retrain(state_path, RetrainOptions(top=2, setting=SETTING, seeds=2))
     ranked = _ranked_ids(state_path)
     assert [(j.rank, j.arch_id, j.seed) for j in jobs] == [
-        (1, ranked[0], 0), (1, ranked[0], 1), (2, ranked[1], 0), (2, ranked[1], 1),
-    ]  # fmt: skip
+        (1, ranked[0], 0),
+        (1, ranked[0], 1),
+        (2, ranked[1], 0),
+        (2, ranked[1], 1),
+    ]
     spec = jobs[0].spec
     assert (spec.epoch_start, spec.epoch_end, spec.setting, spec.device) == (0, 2, SETTING, "cpu")
     recipe = spec.recipe

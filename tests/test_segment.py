@@ -126,9 +126,12 @@ def _run_in_fresh_process(*specs: SegmentSpec) -> list[SegmentResult]:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.run(
         [sys.executable, "-c", _RESUME_SNIPPET, json.dumps([s.to_dict() for s in specs])],
-        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=path), timeout=300,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=path),
+        timeout=300,
         check=False,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr
     return [SegmentResult.from_dict(d) for d in json.loads(proc.stdout.strip().splitlines()[-1])]
 
@@ -291,8 +294,11 @@ def test_synthetic_data_is_learnable(tmp_path: Path, data_dir: Path) -> None:
     recipe = make_recipe("search", setting, "supplement", {"batch_size": 64, "lr_max": 0.05})
     spec = dataclasses.replace(
         _spec(tmp_path, data_dir, recipe, 0, 2),
-        setting=str(setting), base=base, synthetic_train=2000, synthetic_test=500,
-    )  # fmt: skip
+        setting=str(setting),
+        base=base,
+        synthetic_train=2000,
+        synthetic_test=500,
+    )
     result = run_segment(spec)
     assert result.status == "ok" and result.selection == "val"
     assert result.test_acc[-1] > 18.0, result

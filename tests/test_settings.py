@@ -79,9 +79,18 @@ def test_search_recipe_profiles() -> None:
     off = make_recipe("search", PROXY, "official")
     for r in (sup, off):
         assert (r.epochs, r.batch_size, r.weight_decay, r.grad_clip, r.momentum) == (
-            60, 384, 3e-4, 5.0, 0.9)  # fmt: skip
+            60,
+            384,
+            3e-4,
+            5.0,
+            0.9,
+        )
         assert (r.cutout_length, r.drop_path_max, r.auxiliary_weight, r.eval_batch_size) == (
-            0, 0.0, 0.0, 192)  # fmt: skip
+            0,
+            0.0,
+            0.0,
+            192,
+        )
     assert (sup.lr_max, sup.lr_min, sup.carry_momentum) == (0.025, 0.001, True)
     assert (sup.selection, sup.cell_output, sup.val_fraction) == ("val", "clean", 0.1)
     assert (off.lr_max, off.lr_min, off.carry_momentum) == (0.1, 0.0, False)

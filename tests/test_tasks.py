@@ -28,9 +28,15 @@ def dry_item(root: Path, index: int = 0, **extra: Any) -> WorkItem:
     """A dry-run item of network `index` (its own run dir), segment 1."""
     run_dir = root / f"net{index}"
     spec = {
-        "arch_id": GENOTYPE.arch_id, "genotype_json": GENOTYPE.to_json(), "segment": 1,
-        "seed": index, "run_dir": str(run_dir), "epoch_start": 0, "epoch_end": 20, **extra,
-    }  # fmt: skip
+        "arch_id": GENOTYPE.arch_id,
+        "genotype_json": GENOTYPE.to_json(),
+        "segment": 1,
+        "seed": index,
+        "run_dir": str(run_dir),
+        "epoch_start": 0,
+        "epoch_end": 20,
+        **extra,
+    }
     name = f"econas-t-{GENOTYPE.arch_id}-s{index}"
     return WorkItem(name, "dryrun", spec, str(run_dir / "result-e000-020.json"))
 
@@ -172,8 +178,15 @@ def test_train_item_passes_stop_and_copies_the_result(
     from econas_hpc.settings import PROXY, make_recipe
     from econas_hpc.train import SegmentSpec
 
-    spec = SegmentSpec(GENOTYPE.arch_id, GENOTYPE.to_json(), str(PROXY),
-                       make_recipe("search", PROXY), 0, 20, str(tmp_path / "net"))  # fmt: skip
+    spec = SegmentSpec(
+        GENOTYPE.arch_id,
+        GENOTYPE.to_json(),
+        str(PROXY),
+        make_recipe("search", PROXY),
+        0,
+        20,
+        str(tmp_path / "net"),
+    )
     calls: list[bool] = []
 
     def fake_run_segment(got: SegmentSpec, stop: Any) -> Any:

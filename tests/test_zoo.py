@@ -137,10 +137,23 @@ def test_plan_units_reference_first_and_only_missing(tmp_path: Path) -> None:
 
 def _segment(status: str, device: str = "cpu") -> SegmentResult:
     return SegmentResult(
-        "abcdef012345", 0, 2, status, 40.0 if status == "ok" else 0.0, (2.0, 1.5),
-        (35.0, 40.0), (33.0, 38.5), "test", "supplement", "clean", "c8r4s4e1", 12.5, device, 0,
+        "abcdef012345",
+        0,
+        2,
+        status,
+        40.0 if status == "ok" else 0.0,
+        (2.0, 1.5),
+        (35.0, 40.0),
+        (33.0, 38.5),
+        "test",
+        "supplement",
+        "clean",
+        "c8r4s4e1",
+        12.5,
+        device,
+        0,
         1000,
-    )  # fmt: skip
+    )
 
 
 def test_result_record() -> None:
@@ -179,8 +192,9 @@ def _filled_zoo(tmp_path: Path) -> ZooState:
             macs = 1e6 if setting == REF else 2.5e5
             zoo.costs[(arch_id, setting)] = ZooCost(1e4, macs)
     nan = math.nan
-    zoo.results[(ids[5], "c8r4s4e1")] = ZooResult(ids[5], "c8r4s4e1", "diverged", nan, nan, 1,
-                                                  nan, 1.0, "cpu")  # fmt: skip
+    zoo.results[(ids[5], "c8r4s4e1")] = ZooResult(
+        ids[5], "c8r4s4e1", "diverged", nan, nan, 1, nan, 1.0, "cpu"
+    )
     del zoo.results[(ids[4], "c8r4s4e1")]  # still pending
     return zoo
 
@@ -240,9 +254,23 @@ def _fake_worker(fail: set[str], calls: Counter[str]) -> Callable[[WorkItem, Any
             raise RuntimeError("injected crash")
         acc = float(int(spec["arch_id"][:4], 16) % 1000) / 10
         result = SegmentResult(
-            spec["arch_id"], 0, spec["epoch_end"], "ok", acc, (2.0,), (acc,), (acc,), "test",
-            spec["recipe"]["profile"], "clean", spec["setting"], 0.5, "cpu", 0, 100,
-        )  # fmt: skip
+            spec["arch_id"],
+            0,
+            spec["epoch_end"],
+            "ok",
+            acc,
+            (2.0,),
+            (acc,),
+            (acc,),
+            "test",
+            spec["recipe"]["profile"],
+            "clean",
+            spec["setting"],
+            0.5,
+            "cpu",
+            0,
+            100,
+        )
         Path(item.result_path).write_text(json.dumps(result.to_dict()))
         return "ok"
 
@@ -256,8 +284,9 @@ def test_runner_retries_records_failures_and_retries_them_later(
     ids = list(create_zoo(path, 3, seed=2).networks)
     calls: Counter[str] = Counter()
     monkeypatch.setitem(tasks._RUNNERS, "train", _fake_worker({ids[0]}, calls))
-    request = ZooTrainRequest(path, "c8r4s4e1", None, "c8r4s0e2", TINY,
-                              ExecOptions(executor="debug"), max_attempts=2)  # fmt: skip
+    request = ZooTrainRequest(
+        path, "c8r4s4e1", None, "c8r4s0e2", TINY, ExecOptions(executor="debug"), max_attempts=2
+    )
     summary = train_zoo(request)
     assert (summary.planned, summary.submitted, summary.failed) == (6, 8, 2)  # 2 resubmissions
     zoo = ZooStore(path).load()
@@ -279,8 +308,9 @@ def test_runner_ingests_results_that_landed_while_no_runner_watched(
     create_zoo(path, 2, seed=4)
     calls: Counter[str] = Counter()
     monkeypatch.setitem(tasks._RUNNERS, "train", _fake_worker(set(), calls))
-    request = ZooTrainRequest(path, None, "c=8 r=4 s=4 e=1", "c8r4s0e2", TINY,
-                              ExecOptions(executor="debug"))  # fmt: skip
+    request = ZooTrainRequest(
+        path, None, "c=8 r=4 s=4 e=1", "c8r4s0e2", TINY, ExecOptions(executor="debug")
+    )
     train_zoo(request)
     # Lose the zoo's records (as if the runner died before saving): results on disk suffice.
     zoo = ZooStore(path).load()

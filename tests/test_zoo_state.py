@@ -26,8 +26,14 @@ from econas_hpc.store.zoo_state import (
 
 
 def _zoo() -> ZooState:
-    zoo = ZooState(config={"kind": "econas-zoo", "size": 2, "reference": "c0r0s0e600",
-                           "train": {"layers": 3, "dataset": "synthetic"}})  # fmt: skip
+    zoo = ZooState(
+        config={
+            "kind": "econas-zoo",
+            "size": 2,
+            "reference": "c0r0s0e600",
+            "train": {"layers": 3, "dataset": "synthetic"},
+        }
+    )
     zoo.networks = {a: ZooNetwork(a, f'{{"id": "{a}"}}') for a in ("aaaaaaaaaaaa", "bbbbbbbbbbbb")}
     zoo.settings = {
         "c0r0s0e600": ZooSetting("c0r0s0e600", 0, 0, 0, 600, "original", True, 50000, "t0"),

@@ -53,9 +53,16 @@ def run(args: argparse.Namespace) -> int:
         text, status = json.dumps(result, indent=2), 0 if result["ok"] else 1
     else:
         result = run_bench(
-            args.networks, args.steps, args.device, args.seed, args.batch_size, args.setting,
-            args.mode, args.cycles, args.cache_dir,
-        )  # fmt: skip
+            args.networks,
+            args.steps,
+            args.device,
+            args.seed,
+            args.batch_size,
+            args.setting,
+            args.mode,
+            args.cycles,
+            args.cache_dir,
+        )
         text = format_bench_table(result)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

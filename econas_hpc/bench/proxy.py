@@ -168,9 +168,12 @@ def _host_arrays(data: seg._Data) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _time_reference(
-    genotypes: Sequence[Genotype], spec: SegmentSpec, data: seg._Data, steps: int,
+    genotypes: Sequence[Genotype],
+    spec: SegmentSpec,
+    data: seg._Data,
+    steps: int,
     device: torch.device,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """CUDA: the reference with `spec`'s setting, recipe and seed, timed as one block."""
     torch.cuda.reset_peak_memory_stats(device)
     timing = run_reference(genotypes, _host_arrays(data), _reference_config(spec, steps, device))
@@ -187,8 +190,9 @@ def _time_interleaved(
     lanes = [lane for _, lane in open_lanes(specs, list(range(len(specs))), cache, {})]
     config = _reference_config(specs[0], steps, device)
     ref_setup: list[float] = []
-    reference = reference_steps(genotypes, _host_arrays(shared_data(specs[0], cache)), config,
-                                ref_setup)  # fmt: skip
+    reference = reference_steps(
+        genotypes, _host_arrays(shared_data(specs[0], cache)), config, ref_setup
+    )
     _rounds(lanes, WARMUP_STEPS)
     ours_s = ref_s = 0.0
     for _ in range(steps):
@@ -249,10 +253,17 @@ class _Plan:
     def specs(self, genotypes: list[Genotype], runs: Path) -> list[SegmentSpec]:
         """One epoch-0 spec per genotype, sized so that no epoch ends inside the timing."""
         return _specs(
-            genotypes, runs, self.seed, setting=self.setting, recipe=self.recipe,
-            epoch_start=0, epoch_end=1, data_dir=str(self.cache_dir / "data"),
-            device=str(self.device), synthetic_train=_synthetic_train(self.recipe, self.steps),
-        )  # fmt: skip
+            genotypes,
+            runs,
+            self.seed,
+            setting=self.setting,
+            recipe=self.recipe,
+            epoch_start=0,
+            epoch_end=1,
+            data_dir=str(self.cache_dir / "data"),
+            device=str(self.device),
+            synthetic_train=_synthetic_train(self.recipe, self.steps),
+        )
 
 
 def _run_proxy(plan: _Plan) -> dict[str, Any]:
@@ -270,19 +281,33 @@ def _run_proxy(plan: _Plan) -> dict[str, Any]:
     if plan.scaled:
         note = f"CPU run scaled down from {GPU_DEFAULTS[0]} networks x {GPU_DEFAULTS[1]} steps"
     return {
-        "mode": "proxy", "device": _device_label(plan.device), "torch": torch.__version__,
-        "setting": plan.setting, "batch_size": plan.recipe.batch_size, "networks": plan.networks,
-        "steps": plan.steps, "warmup_steps": WARMUP_STEPS, "scaled_for_cpu": plan.scaled,
-        "note": note, "reference": reference, "ours": ours,
+        "mode": "proxy",
+        "device": _device_label(plan.device),
+        "torch": torch.__version__,
+        "setting": plan.setting,
+        "batch_size": plan.recipe.batch_size,
+        "networks": plan.networks,
+        "steps": plan.steps,
+        "warmup_steps": WARMUP_STEPS,
+        "scaled_for_cpu": plan.scaled,
+        "note": note,
+        "reference": reference,
+        "ours": ours,
         "ratio": ours["proxy_epochs_per_s"] / reference["proxy_epochs_per_s"],
-    }  # fmt: skip
+    }
 
 
 def run_bench(
-    networks: int | None = None, steps: int | None = None, device: str = "auto", seed: int = 0,
-    batch_size: int = 384, setting: str = "c4r4s0e60", mode: str = "proxy", cycles: int = 100,
+    networks: int | None = None,
+    steps: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    batch_size: int = 384,
+    setting: str = "c4r4s0e60",
+    mode: str = "proxy",
+    cycles: int = 100,
     cache_dir: Path | str = ".bench",
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Benchmark proxy training (ours vs. reference) or, with mode="driver", the driver.
 
     `networks`/`steps` default to 28 x 20 on CUDA and to `CPU_DEFAULTS` on the CPU (then

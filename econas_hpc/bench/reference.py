@@ -153,9 +153,11 @@ def _loader(dataset: PILImages, cfg: ReferenceConfig) -> DataLoader[Any]:
 
 
 def reference_steps(
-    genotypes: Sequence[Genotype], data: tuple[np.ndarray, np.ndarray], cfg: ReferenceConfig,
+    genotypes: Sequence[Genotype],
+    data: tuple[np.ndarray, np.ndarray],
+    cfg: ReferenceConfig,
     setup_s: list[float],
-) -> Generator[float, None, None]:  # fmt: skip
+) -> Generator[float, None, None]:
     """Wall seconds of each timed step, network after network (warm-up steps and set-up are not
     yielded; each network's set-up seconds are appended to `setup_s`).
 

@@ -90,8 +90,11 @@ def _cmd_best(args: argparse.Namespace) -> int:
 
 def _add_search_options(parser: argparse.ArgumentParser, title: str) -> None:
     group = parser.add_argument_group(title)
-    group.add_argument("--config", metavar="FILE", help="TOML file with [search], [train], "
-                       "[execution] and [slurm] tables (all optional)")  # fmt: skip
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file with [search], [train], [execution] and [slurm] tables (all optional)",
+    )
     group.add_argument("--cycles", type=int, help="evolution cycles (default 100)")
     group.add_argument("--seed", type=int, help="seed of the search's generator (default 0)")
     group.add_argument("--dataset", choices=("cifar10", "synthetic"), help="default cifar10")

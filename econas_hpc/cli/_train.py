@@ -12,8 +12,14 @@ from econas_hpc.cli._common import EXIT_INTERRUPTED, _json_line, _picked
 from econas_hpc.ui.search_view import render_retrain
 
 SUBMIT_FLAGS = ("partition", "timeout_min", "account", "qos")
-RETRAIN_FLAGS = ("executor", "partition", "gpus_per_node", "timeout_min", "device",
-                 "poll_interval_s")  # fmt: skip
+RETRAIN_FLAGS = (
+    "executor",
+    "partition",
+    "gpus_per_node",
+    "timeout_min",
+    "device",
+    "poll_interval_s",
+)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -21,12 +27,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     submit = args.executor or ("slurm" if args.partition or args.nodes > 1 else "")
     request = TrainRequest(
-        genotype=args.genotype, setting=args.setting, epochs=args.epochs, run_dir=args.run_dir,
-        dataset=args.dataset, data_dir=args.data_dir, seed=args.seed, device=args.device,
-        nodes=args.nodes, gpus_per_node=args.gpus_per_node, global_batch=args.batch_size,
-        accumulate=args.accumulate, executor=submit,
+        genotype=args.genotype,
+        setting=args.setting,
+        epochs=args.epochs,
+        run_dir=args.run_dir,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        device=args.device,
+        nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        global_batch=args.batch_size,
+        accumulate=args.accumulate,
+        executor=submit,
         execution=tuple(_picked(args, SUBMIT_FLAGS).items()),
-    )  # fmt: skip
+    )
     result = train_genotype(request)
     if args.json:
         sys.stdout.write(_json_line(result))
@@ -40,9 +55,12 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     from econas_hpc.search.retrain import RetrainOptions, retrain, summarize_retrain
 
     options = RetrainOptions(
-        top=args.top, setting=args.setting, seeds=args.seeds, wait=not args.no_wait,
+        top=args.top,
+        setting=args.setting,
+        seeds=args.seeds,
+        wait=not args.no_wait,
         execution=tuple(_picked(args, RETRAIN_FLAGS).items()),
-    )  # fmt: skip
+    )
     rows = summarize_retrain(retrain(args.state, options))
     if args.json:
         sys.stdout.writelines(_json_line(row) for row in rows)
@@ -55,19 +73,24 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 def _add_train_parser(commands: Any) -> None:
     """The parser of `train`."""
     train = commands.add_parser(
-        "train", help="train one genotype (CIFAR-10 or ImageNet, here or submitted)",
+        "train",
+        help="train one genotype (CIFAR-10 or ImageNet, here or submitted)",
         description="Train a genotype: here in the foreground (resumable; SIGUSR2/SIGTERM stop "
         "it at a step boundary with a checkpoint), on several local GPUs, or as a submitted "
         "job. Exit 0 when finished or submitted, 130 when stopped, 1 when training failed.",
-    )  # fmt: skip
+    )
     train.add_argument("genotype", metavar="GENOTYPE", help="built-in name, JSON or literal")
     train.add_argument("--setting", default="c0r0s0e600", help="cXrYsZeW (c0r0s0e600)")
     train.add_argument("--epochs", default="", metavar="A:B", help="epochs [A, B) (all)")
     train.add_argument("--run-dir", default="runs/train", help="checkpoints and result")
-    train.add_argument("--dataset", choices=("cifar10", "synthetic", "imagenet"),
-                       default="cifar10")  # fmt: skip
-    train.add_argument("--data", dest="data_dir", default="data", metavar="DIR",
-                       help="dataset folder (ImageNet: DIR/train and DIR/val)")  # fmt: skip
+    train.add_argument("--dataset", choices=("cifar10", "synthetic", "imagenet"), default="cifar10")
+    train.add_argument(
+        "--data",
+        dest="data_dir",
+        default="data",
+        metavar="DIR",
+        help="dataset folder (ImageNet: DIR/train and DIR/val)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     _add_train_distribution(train)
@@ -80,10 +103,20 @@ def _add_train_distribution(train: argparse.ArgumentParser) -> None:
     dist = train.add_argument_group("ImageNet: several GPUs (global batch B, lr 0.8 x B / 2048)")
     dist.add_argument("--nodes", type=int, default=1, help="nodes of the job (1)")
     dist.add_argument("--gpus-per-node", type=int, default=1, help="processes per node (1)")
-    dist.add_argument("--batch-size", type=int, default=0, metavar="B",
-                      help="global batch (default 64 per GPU: 2048 on 32 GPUs)")  # fmt: skip
-    dist.add_argument("--accumulate", type=int, default=1, metavar="K",
-                      help="micro-batches per GPU and step (gradient accumulation)")  # fmt: skip
+    dist.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        metavar="B",
+        help="global batch (default 64 per GPU: 2048 on 32 GPUs)",
+    )
+    dist.add_argument(
+        "--accumulate",
+        type=int,
+        default=1,
+        metavar="K",
+        help="micro-batches per GPU and step (gradient accumulation)",
+    )
     sub = train.add_argument_group("submission (--partition or --nodes > 1 submit to Slurm)")
     sub.add_argument("--executor", choices=("slurm", "local"), help="submit instead of running")
     sub.add_argument("--partition", help="Slurm partition")
@@ -95,19 +128,21 @@ def _add_train_distribution(train: argparse.ArgumentParser) -> None:
 def _add_retrain_parser(commands: Any) -> None:
     """The parser of `retrain`."""
     retrain = commands.add_parser(
-        "retrain", help="retrain a run's top networks in the original setting",
+        "retrain",
+        help="retrain a run's top networks in the original setting",
         description="Retrain the search's top networks from scratch (600 epochs at c0r0s0e600 "
         "with cutout, path dropout, auxiliary head, cosine), one preemptible job per network "
         "and seed; results go to the run's state file (/retrain). Run it again to adopt the "
         "jobs still running and collect finished ones.",
-    )  # fmt: skip
+    )
     retrain.add_argument("state", metavar="STATE", help="the run's state file")
     retrain.add_argument("--top", type=int, default=5, help="networks retrained (5)")
     retrain.add_argument("--setting", default="c0r0s0e600", help="cXrYsZeW (c0r0s0e600)")
     retrain.add_argument("--seeds", type=int, default=1, help="seeds per network (1)")
     retrain.add_argument("--no-wait", action="store_true", help="submit, record and return")
-    retrain.add_argument("--executor", choices=("local", "debug", "slurm"),
-                         help="default: the run's")  # fmt: skip
+    retrain.add_argument(
+        "--executor", choices=("local", "debug", "slurm"), help="default: the run's"
+    )
     retrain.add_argument("--partition", help="Slurm partition")
     retrain.add_argument("--gpus-per-node", type=int, help="GPUs per job (default: the run's)")
     retrain.add_argument("--timeout-min", type=int, help="job time limit; requeued beyond it")

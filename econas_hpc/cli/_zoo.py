@@ -17,8 +17,14 @@ def _cmd_zoo_create(args: argparse.Namespace) -> int:
     from econas_hpc.study.zoo import create_zoo
 
     zoo = create_zoo(args.state, args.size, args.nodes, args.ops, args.seed)
-    info = {"path": args.state, "size": args.size, "nodes": args.nodes, "ops": args.ops,
-            "seed": args.seed, "arch_ids": list(zoo.networks)}  # fmt: skip
+    info = {
+        "path": args.state,
+        "size": args.size,
+        "nodes": args.nodes,
+        "ops": args.ops,
+        "seed": args.seed,
+        "arch_ids": list(zoo.networks),
+    }
     return _emit(args, info, render_zoo_created)
 
 

@@ -176,15 +176,28 @@ def record_end(run_dir: Path, item: str, job_id: str, final_state: str) -> Outco
         if event.get("event") == "end":
             return Outcome(str(event["kind"]), bool(event["charged"]), str(event["reason"]))
     outcome = classify_end(mine, final_state)
-    append_event(run_dir, "end", item, job_id=job_id, restart=None, state=final_state,
-                 kind=outcome.kind, charged=outcome.charged, reason=outcome.reason)  # fmt: skip
+    append_event(
+        run_dir,
+        "end",
+        item,
+        job_id=job_id,
+        restart=None,
+        state=final_state,
+        kind=outcome.kind,
+        charged=outcome.charged,
+        reason=outcome.reason,
+    )
     return outcome
 
 
 def decide_retry(
-    run_dir: Path, item: str, job_id: str, final_state: str, max_attempts: int,
+    run_dir: Path,
+    item: str,
+    job_id: str,
+    final_state: str,
+    max_attempts: int,
     limits: JobLimits | None = None,
-) -> tuple[Outcome, Counters, bool]:  # fmt: skip
+) -> tuple[Outcome, Counters, bool]:
     """Record the end of a job without a result; retry while charged ends < `max_attempts`.
 
     Returns:
@@ -199,9 +212,22 @@ def decide_retry(
 class _Tally:
     """Mutable counts while walking one segment's events."""
 
-    values: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
-        ("starts", "resumes", "preemptions", "timeouts", "node_failures", "cancellations",
-         "crashes", "charged", "lost_s"), 0))  # fmt: skip
+    values: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "starts",
+                "resumes",
+                "preemptions",
+                "timeouts",
+                "node_failures",
+                "cancellations",
+                "crashes",
+                "charged",
+                "lost_s",
+            ),
+            0,
+        )
+    )
     open_run: dict[str, bool] = field(default_factory=dict)  # job id -> started, not ended
     last_signal: dict[str, str] = field(default_factory=dict)  # job id -> kind of last signal
     jobs: set[str] = field(default_factory=set)
@@ -234,8 +260,12 @@ def _on_signal(tally: _Tally, job: str, event: Mapping[str, Any], limits: JobLim
         tally.add("lost_s", max(0.0, float(lost)))
 
 
-_END_COUNTER = {"timeout": "timeouts", "node_fail": "node_failures",
-                "cancelled": "cancellations", "crashed": "crashes"}  # fmt: skip
+_END_COUNTER = {
+    "timeout": "timeouts",
+    "node_fail": "node_failures",
+    "cancelled": "cancellations",
+    "crashed": "crashes",
+}
 
 
 def _on_end(tally: _Tally, job: str, event: Mapping[str, Any]) -> None:
@@ -268,8 +298,9 @@ def segment_counters(
         elif kind == "end":  # crashes are counted here only: every dead job gets one end
             _on_end(tally, job, event)
     values = {k: (round(v, 3) if k == "lost_s" else int(v)) for k, v in tally.values.items()}
-    return Counters(jobs=len(tally.jobs), gpu_s_lost=round(values["lost_s"] * limits.gpus, 3),
-                    **values)  # type: ignore[arg-type]  # fmt: skip
+    return Counters(
+        jobs=len(tally.jobs), gpu_s_lost=round(values["lost_s"] * limits.gpus, 3), **values
+    )  # type: ignore[arg-type]
 
 
 def counters_by_item(run_dir: Path, limits: JobLimits | None = None) -> dict[str, Counters]:
@@ -288,7 +319,12 @@ def run_totals(nets_dir: Path, limits: JobLimits | None = None) -> dict[str, Any
         for counters in counters_by_item(run_dir, limits).values():
             segments += 1
             total = total + counters
-            hits = (counters.preemptions, counters.timeouts, counters.node_failures,
-                    counters.cancellations, counters.crashes)  # fmt: skip
+            hits = (
+                counters.preemptions,
+                counters.timeouts,
+                counters.node_failures,
+                counters.cancellations,
+                counters.crashes,
+            )
             interrupted += any(hits)
     return {**total.to_dict(), "segments": segments, "interrupted": interrupted}

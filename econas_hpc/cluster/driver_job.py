@@ -63,24 +63,33 @@ def driver_job_name(state_path: str | Path) -> str:
     return f"econas-{_UNSAFE.sub('_', Path(state_path).stem) or 'run'}-driver"
 
 
-def driver_options(options: ClusterOptions, partition: str | None = None,
-                   timeout_min: int | None = None) -> ClusterOptions:  # fmt: skip
+def driver_options(
+    options: ClusterOptions, partition: str | None = None, timeout_min: int | None = None
+) -> ClusterOptions:
     """A one-CPU, no-GPU job on the segments' partition (or `partition`), account and QOS.
 
     GPU requests, memory, constraints and extra sbatch arguments are the segments' and are
     dropped (the driver needs a few hundred MB: any site default will do).
     """
     return dataclasses.replace(
-        options, partition=partition or options.partition, gpus_per_node=None, cpus_per_task=1,
-        mem_gb=None, constraint=None, additional_parameters=(), segments_per_job=1,
-        array_parallelism=1, max_num_timeout=DRIVER_MAX_REQUEUES,
+        options,
+        partition=partition or options.partition,
+        gpus_per_node=None,
+        cpus_per_task=1,
+        mem_gb=None,
+        constraint=None,
+        additional_parameters=(),
+        segments_per_job=1,
+        array_parallelism=1,
+        max_num_timeout=DRIVER_MAX_REQUEUES,
         timeout_min=timeout_min or options.timeout_min,
-    )  # fmt: skip
+    )
 
 
 def _child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k in KEEP_ENV or not k.startswith(STRIP_PREFIXES)}  # fmt: skip
+    return {
+        k: v for k, v in os.environ.items() if k in KEEP_ENV or not k.startswith(STRIP_PREFIXES)
+    }
 
 
 def _child_signals() -> None:  # runs in the child between fork and exec
@@ -97,8 +106,12 @@ class DriverTask(submitit.helpers.Checkpointable):
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # the child process never travels in a pickle
-        return {"state": self.state, "argv": self.argv, "cwd": self.cwd,
-                "stop_timeout_s": self.stop_timeout_s}  # fmt: skip
+        return {
+            "state": self.state,
+            "argv": self.argv,
+            "cwd": self.cwd,
+            "stop_timeout_s": self.stop_timeout_s,
+        }
 
     def __setstate__(self, data: dict[str, Any]) -> None:
         self.__dict__.update(data)
@@ -114,12 +127,18 @@ class DriverTask(submitit.helpers.Checkpointable):
         if not logging.getLogger().handlers:  # a job's entry point: its log is the job's stderr
             logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         argv = self.run_argv()
-        log.info("driver job %s (restart %s): econas-hpc %s", os.environ.get("SLURM_JOB_ID"),
-                 os.environ.get("SLURM_RESTART_COUNT", "0"), " ".join(argv))  # fmt: skip
+        log.info(
+            "driver job %s (restart %s): econas-hpc %s",
+            os.environ.get("SLURM_JOB_ID"),
+            os.environ.get("SLURM_RESTART_COUNT", "0"),
+            " ".join(argv),
+        )
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "econas_hpc", *argv], cwd=self.cwd, env=_child_env(),
+            [sys.executable, "-m", "econas_hpc", *argv],
+            cwd=self.cwd,
+            env=_child_env(),
             preexec_fn=_child_signals,
-        )  # fmt: skip
+        )
         # poll() in slices, not wait(): checkpoint() runs in this thread, on top of this loop.
         while self._proc.poll() is None:
             time.sleep(WAIT_S)
@@ -133,8 +152,11 @@ class DriverTask(submitit.helpers.Checkpointable):
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return True
-        for sig, wait_s in ((signal.SIGINT, self.stop_timeout_s), (signal.SIGTERM, 5.0),
-                            (signal.SIGKILL, 5.0)):  # fmt: skip
+        for sig, wait_s in (
+            (signal.SIGINT, self.stop_timeout_s),
+            (signal.SIGTERM, 5.0),
+            (signal.SIGKILL, 5.0),
+        ):
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(sig)
             deadline = time.monotonic() + wait_s
@@ -161,9 +183,14 @@ class DriverJob:
 
 
 def submit_driver(
-    state_path: str | Path, options: ClusterOptions, argv: Sequence[str], *,
-    partition: str | None = None, timeout_min: int | None = None, cwd: str | Path | None = None,
-) -> DriverJob:  # fmt: skip
+    state_path: str | Path,
+    options: ClusterOptions,
+    argv: Sequence[str],
+    *,
+    partition: str | None = None,
+    timeout_min: int | None = None,
+    cwd: str | Path | None = None,
+) -> DriverJob:
     """Submit the driver of `state_path` as a requeueing CPU job running `econas-hpc <argv>`.
 
     `argv` is the command line without `--detach` (`launch ...` or `resume STATE ...`); it runs
@@ -181,8 +208,12 @@ def submit_driver(
     created = [p for p in (folder.parent, folder) if not p.exists()]
     executor = submitit.SlurmExecutor(folder, max_num_timeout=DRIVER_MAX_REQUEUES)
     executor.update_parameters(**sbatch_parameters(opts, driver_job_name(state)))
-    task = DriverTask(str(state), argv, str(Path(cwd or Path.cwd()).absolute()),
-                      stop_timeout_s=max(5.0, min(30.0, opts.signal_delay_s / 2)))  # fmt: skip
+    task = DriverTask(
+        str(state),
+        argv,
+        str(Path(cwd or Path.cwd()).absolute()),
+        stop_timeout_s=max(5.0, min(30.0, opts.signal_delay_s / 2)),
+    )
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):

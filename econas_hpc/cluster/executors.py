@@ -114,8 +114,11 @@ def _rename_array_task(items: Sequence[WorkItem]) -> None:
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         proc = subprocess.run(
             ["scontrol", "update", f"JobId={job_id}", f"JobName={name}"],
-            capture_output=True, text=True, timeout=RENAME_TIMEOUT_S, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=RENAME_TIMEOUT_S,
+            check=False,
+        )
         if proc.returncode != 0:
             log.warning("could not rename job %s to %s: %s", job_id, name, proc.stderr.strip())
 
@@ -150,8 +153,9 @@ def visible_gpus() -> tuple[int, ...]:
     if shutil.which("nvidia-smi") is None:
         return ()
     try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20,
-                             check=False).stdout  # fmt: skip
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return ()
     return tuple(range(sum(line.startswith("GPU ") for line in out.splitlines())))
@@ -254,10 +258,13 @@ class LocalExecutor:
             busy.add(record.gpu)
 
     def _start(self, record: JobRecord) -> None:
-        executor = submitit.LocalExecutor(self._job_folder(record),
-                                          max_num_timeout=self.options.max_num_timeout)  # fmt: skip
-        params: dict[str, Any] = {"timeout_min": LOCAL_TIMEOUT_MIN,
-                                  "signal_delay_s": self.options.signal_delay_s}  # fmt: skip
+        executor = submitit.LocalExecutor(
+            self._job_folder(record), max_num_timeout=self.options.max_num_timeout
+        )
+        params: dict[str, Any] = {
+            "timeout_min": LOCAL_TIMEOUT_MIN,
+            "signal_delay_s": self.options.signal_delay_s,
+        }
         if record.gpu is not None:
             params.update(gpus_per_node=1, visible_gpus=(record.gpu,))
         executor.update_parameters(**params)
@@ -321,8 +328,9 @@ def sbatch_parameters(options: ClusterOptions, name: str) -> dict[str, Any]:
 def sbatch_script(options: ClusterOptions, folder: Path, name: str, array_size: int = 0) -> str:
     """The sbatch file submitit writes for these options (an array when `array_size` > 1)."""
     params = sbatch_parameters(options, name)
-    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit",
-                        shlex.quote(str(folder))])  # fmt: skip
+    command = " ".join(
+        [shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))]
+    )
     map_count = array_size if array_size > 1 else None
     return str(_make_sbatch_string(command=command, folder=folder, map_count=map_count, **params))
 
@@ -353,8 +361,9 @@ class SlurmExecutor:
         return [job_id for job_id, chunk in zip(ids, chunks, strict=True) for _ in chunk]
 
     def _sbatch(self, chunks: list[list[WorkItem]], name: str) -> list[Any]:
-        executor = submitit.SlurmExecutor(self.folder / "jobs" / "%j",
-                                          max_num_timeout=self.options.max_num_timeout)  # fmt: skip
+        executor = submitit.SlurmExecutor(
+            self.folder / "jobs" / "%j", max_num_timeout=self.options.max_num_timeout
+        )
         try:
             executor.update_parameters(**sbatch_parameters(self.options, name))
         except ValueError as exc:
@@ -399,8 +408,10 @@ def make_executor(kind: str, folder: Path, options: ClusterOptions) -> Executor:
         SubmissionError: "slurm" without `sbatch` on the PATH.
     """
     factories: dict[str, type[DebugExecutor] | type[LocalExecutor] | type[SlurmExecutor]] = {
-        "debug": DebugExecutor, "local": LocalExecutor, "slurm": SlurmExecutor,
-    }  # fmt: skip
+        "debug": DebugExecutor,
+        "local": LocalExecutor,
+        "slurm": SlurmExecutor,
+    }
     if kind not in factories:
         raise ConfigError(f"executor {kind!r} is unknown; allowed: {KINDS}")
     Path(folder).mkdir(parents=True, exist_ok=True)

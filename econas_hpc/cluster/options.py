@@ -29,9 +29,16 @@ __all__ = [
 ]
 
 JobState = Literal[
-    "pending", "running", "done", "failed", "cancelled", "timeout", "preempted", "node_fail",
+    "pending",
+    "running",
+    "done",
+    "failed",
+    "cancelled",
+    "timeout",
+    "preempted",
+    "node_fail",
     "unknown",
-]  # fmt: skip
+]
 # Alive: the scheduler still owns the job (a preempted or requeued job comes back by itself).
 ALIVE_STATES: frozenset[str] = frozenset({"pending", "running", "preempted"})
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled", "timeout", "node_fail"})

@@ -39,8 +39,16 @@ def _one_line(text: str) -> str:
 
 
 def _describe(options: ClusterOptions) -> str:
-    keys = ("partition", "account", "qos", "constraint", "gpus_per_node", "cpus_per_task",
-            "mem_gb", "timeout_min")  # fmt: skip
+    keys = (
+        "partition",
+        "account",
+        "qos",
+        "constraint",
+        "gpus_per_node",
+        "cpus_per_task",
+        "mem_gb",
+        "timeout_min",
+    )
     given = [f"{k}={getattr(options, k)}" for k in keys if getattr(options, k) is not None]
     return ", ".join(given)
 
@@ -50,11 +58,11 @@ def slurm_accounts(user: str | None = None) -> list[str] | None:
     if shutil.which("sacctmgr") is None:
         return None
     user = user or getpass.getuser()
-    command = ["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}",
-               "format=account"]  # fmt: skip
+    command = ["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}", "format=account"]
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=QUERY_TIMEOUT_S,
-                              check=False)  # fmt: skip
+        proc = subprocess.run(
+            command, capture_output=True, text=True, timeout=QUERY_TIMEOUT_S, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("sacctmgr did not answer (%s); the account is not checked", exc)
         return None
@@ -80,11 +88,16 @@ def _test_only(options: ClusterOptions, what: str) -> None:
     with tempfile.TemporaryDirectory(prefix="econas-preflight-") as folder:
         script = sbatch_script(options, Path(folder), "econas-preflight")
         try:
-            proc = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True,
-                                  text=True, timeout=QUERY_TIMEOUT_S, check=False)  # fmt: skip
+            proc = subprocess.run(
+                ["sbatch", "--test-only"],
+                input=script,
+                capture_output=True,
+                text=True,
+                timeout=QUERY_TIMEOUT_S,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
-            log.warning("sbatch --test-only did not answer in %.0f s; not checked",
-                        QUERY_TIMEOUT_S)  # fmt: skip
+            log.warning("sbatch --test-only did not answer in %.0f s; not checked", QUERY_TIMEOUT_S)
             return
         except OSError as exc:
             raise SubmissionError(f"sbatch could not be run: {exc}") from None

@@ -45,8 +45,13 @@ class JobRecord:
         # A concluded job only needs its item names (for `find`); dropping the specs keeps the
         # table small, so rewriting it after every change stays cheap over a 2,797-job search.
         items = [] if self.state in FINAL_STATES else [i.to_dict() for i in self.items]
-        return {"items": items, "names": self.names, "state": self.state,
-                "pid": self.pid, "gpu": self.gpu}  # fmt: skip
+        return {
+            "items": items,
+            "names": self.names,
+            "state": self.state,
+            "pid": self.pid,
+            "gpu": self.gpu,
+        }
 
 
 class JobRegistry:

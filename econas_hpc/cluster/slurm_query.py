@@ -179,10 +179,20 @@ def list_jobs() -> list[tuple[str, str, JobState]]:
     """
     rows: list[list[str]] | None = None
     if shutil.which("sacct"):
-        proc = _run([
-            "sacct", "-X", "-n", "-P", "-o", "JobID,JobName,State", "-S", FIND_WINDOW,
-            "-u", getpass.getuser(),
-        ])  # fmt: skip
+        proc = _run(
+            [
+                "sacct",
+                "-X",
+                "-n",
+                "-P",
+                "-o",
+                "JobID,JobName,State",
+                "-S",
+                FIND_WINDOW,
+                "-u",
+                getpass.getuser(),
+            ]
+        )
         if proc.returncode == 0:
             rows = parse_rows(proc.stdout, 3)
         else:

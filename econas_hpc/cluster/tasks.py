@@ -82,8 +82,12 @@ class WorkItem:
         return Path(self.spec["run_dir"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "spec": dict(self.spec),
-                "result_path": self.result_path}  # fmt: skip
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "spec": dict(self.spec),
+            "result_path": self.result_path,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorkItem:
@@ -174,14 +178,26 @@ def _dryrun_result(item: WorkItem, diverge: bool, wall_s: float, resumes: int) -
         )
     epochs = max(1, end - start)
     return {
-        "arch_id": spec["arch_id"], "epoch_start": start, "epoch_end": end, "status": status,
-        "score": score, "train_loss": [round(2.3 * (1 - score / 100), 4)] * epochs,
-        "sel_acc": [score] * epochs, "test_acc": [score] * epochs, "selection": "val",
-        "profile": "dryrun", "cell_output": "clean", "setting": str(spec.get("setting", "")),
-        "wall_s": round(wall_s, 3), "device": "none", "resumes": resumes, "params": 0,
+        "arch_id": spec["arch_id"],
+        "epoch_start": start,
+        "epoch_end": end,
+        "status": status,
+        "score": score,
+        "train_loss": [round(2.3 * (1 - score / 100), 4)] * epochs,
+        "sel_acc": [score] * epochs,
+        "test_acc": [score] * epochs,
+        "selection": "val",
+        "profile": "dryrun",
+        "cell_output": "clean",
+        "setting": str(spec.get("setting", "")),
+        "wall_s": round(wall_s, 3),
+        "device": "none",
+        "resumes": resumes,
+        "params": 0,
         "detail": "dry run: injected divergence" if diverge else f"dry run: {status}",
-        "checkpoint": "", "checkpoint_sha256": "",
-    }  # fmt: skip
+        "checkpoint": "",
+        "checkpoint_sha256": "",
+    }
 
 
 def _run_dryrun(item: WorkItem, stop: threading.Event) -> str:
@@ -301,12 +317,21 @@ class SegmentTask:
         stopped = not thread.is_alive()
         if current is not None:
             append_event(
-                current.run_dir, "signal", current.name, reason=reason, stopped=stopped,
-                stop_s=round(time.time() - signalled, 3), run_s=round(signalled - since, 3),
+                current.run_dir,
+                "signal",
+                current.name,
+                reason=reason,
+                stopped=stopped,
+                stop_s=round(time.time() - signalled, 3),
+                run_s=round(signalled - since, 3),
                 since_checkpoint_s=None if saved_t is None else round(signalled - saved_t, 3),
-            )  # fmt: skip
-        log.warning("stop (%s): worker %s after %.1f s", reason,
-                    "stopped" if stopped else "did NOT stop", time.time() - signalled)  # fmt: skip
+            )
+        log.warning(
+            "stop (%s): worker %s after %.1f s",
+            reason,
+            "stopped" if stopped else "did NOT stop",
+            time.time() - signalled,
+        )
         return stopped
 
 
@@ -317,8 +342,14 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
 
     specs = [SegmentSpec.from_dict(item.spec) for item in items]
     for item in items:
-        append_event(item.run_dir, "start", item.name, kind=item.kind, packed=len(items),
-                     last_checkpoint_t=_last_checkpoint_t(item))  # fmt: skip
+        append_event(
+            item.run_dir,
+            "start",
+            item.name,
+            kind=item.kind,
+            packed=len(items),
+            last_checkpoint_t=_last_checkpoint_t(item),
+        )
     outcome.current, outcome.current_since = items[0], time.time()
     errors: dict[int, Exception] = {}
     try:
@@ -329,8 +360,14 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
     for k, (item, spec, result) in enumerate(zip(items, specs, results, strict=True)):
         if k in errors:
             outcome.errors.append((item.name, errors[k]))
-            append_event(item.run_dir, "finish", item.name, status="crashed",
-                         error=repr(errors[k]), wall_s=wall_s)  # fmt: skip
+            append_event(
+                item.run_dir,
+                "finish",
+                item.name,
+                status="crashed",
+                error=repr(errors[k]),
+                wall_s=wall_s,
+            )
         elif result.status != "interrupted":
             if result_path(spec) != Path(item.result_path):
                 _write_json_atomic(Path(item.result_path), result.to_dict())
@@ -364,13 +401,24 @@ def _work(items: Sequence[WorkItem], stop: threading.Event, outcome: _Outcome) -
         except Exception as exc:  # one crashed item must not stop the others of a packed job
             log.exception("item %s crashed", item.name)
             outcome.errors.append((item.name, exc))
-            append_event(item.run_dir, "finish", item.name, status="crashed", error=repr(exc),
-                         wall_s=round(time.time() - outcome.current_since, 3))  # fmt: skip
+            append_event(
+                item.run_dir,
+                "finish",
+                item.name,
+                status="crashed",
+                error=repr(exc),
+                wall_s=round(time.time() - outcome.current_since, 3),
+            )
             continue
         finally:
             outcome.current = None
         if status == "interrupted":
             return  # `stop()` records the signal event
-        append_event(item.run_dir, "finish", item.name, status=status,
-                     wall_s=round(time.time() - outcome.current_since, 3))  # fmt: skip
+        append_event(
+            item.run_dir,
+            "finish",
+            item.name,
+            status=status,
+            wall_s=round(time.time() - outcome.current_since, 3),
+        )
         outcome.finished.append(item.result_path)

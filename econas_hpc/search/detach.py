@@ -44,8 +44,10 @@ def detach_launch(state_path: str | Path, spec: LaunchSpec, argv: Sequence[str])
     """
     paths = RunPaths.of(state_path)
     if StateStore(paths.state).exists():
-        raise StateError(f"state file {paths.state} already exists; continue that run with "
-                         f"`econas-hpc resume {paths.state} --detach`")  # fmt: skip
+        raise StateError(
+            f"state file {paths.state} already exists; continue that run with "
+            f"`econas-hpc resume {paths.state} --detach`"
+        )
     check_data(spec.cfg)
     _check_cluster(spec.execution)
     return submit_driver(paths.state, spec.execution.cluster, strip_detach(argv))
@@ -62,8 +64,10 @@ def detach_resume(
     """
     paths = RunPaths.of(state_path)
     if not StateStore(paths.state).exists():
-        raise StateError(f"state file {paths.state} does not exist; start a run with "
-                         f"`econas-hpc launch --state {paths.state} --detach`")  # fmt: skip
+        raise StateError(
+            f"state file {paths.state} does not exist; start a run with "
+            f"`econas-hpc launch --state {paths.state} --detach`"
+        )
     _, options = read_run_file(paths)
     options = options.updated(dict(overrides))
     _check_cluster(options)

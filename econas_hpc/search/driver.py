@@ -90,8 +90,10 @@ def resolve_launch(
         tables = read_toml(path)
         unknown = sorted(set(tables) - set(LAUNCH_TABLES))
         if unknown:
-            raise ConfigError(f"config file {path}: unknown table(s) {unknown}; valid tables: "
-                              f"{', '.join(LAUNCH_TABLES)}")  # fmt: skip
+            raise ConfigError(
+                f"config file {path}: unknown table(s) {unknown}; valid tables: "
+                f"{', '.join(LAUNCH_TABLES)}"
+            )
     try:
         values = {**tables.get("search", {}), **{k: v for k, v in search.items() if v is not None}}
         cfg = SearchConfig.from_dict(values)
@@ -119,8 +121,10 @@ def check_data(cfg: SearchConfig) -> None:
     """
     if cfg.dry_run or cfg.dataset != "cifar10" or Path(cfg.data_dir).is_dir():
         return
-    raise DataError(f"data directory {cfg.data_dir} does not exist; create it (CIFAR-10 is "
-                    "downloaded into it on first use) or pass --data DIR")  # fmt: skip
+    raise DataError(
+        f"data directory {cfg.data_dir} does not exist; create it (CIFAR-10 is "
+        "downloaded into it on first use) or pass --data DIR"
+    )
 
 
 def _check_submitter(options: ExecOptions) -> None:
@@ -138,8 +142,10 @@ def config_changes(stored: SearchConfig, given: SearchConfig) -> list[str]:
 
 def _refuse_existing(paths: RunPaths) -> None:
     if StateStore(paths.state).exists():
-        raise StateError(f"state file {paths.state} already exists; continue that run with "
-                         f"`econas-hpc resume {paths.state}` or pick another --state")  # fmt: skip
+        raise StateError(
+            f"state file {paths.state} already exists; continue that run with "
+            f"`econas-hpc resume {paths.state}` or pick another --state"
+        )
 
 
 def _prelaunch(
@@ -148,15 +154,17 @@ def _prelaunch(
     """Every launch check that needs no lock, before anything is written."""
     cfg = _resolved(cfg)
     check_data(cfg)
-    options = exec_opts if isinstance(exec_opts, ExecOptions) else ExecOptions().updated(
-        exec_opts or {})  # fmt: skip
+    options = (
+        exec_opts if isinstance(exec_opts, ExecOptions) else ExecOptions().updated(exec_opts or {})
+    )
     _check_submitter(options)
     _refuse_existing(paths)
     return cfg, options
 
 
-def _create(paths: RunPaths, cfg: SearchConfig, options: ExecOptions,
-            train: TrainOptions | None) -> tuple[RunState, TrainOptions]:  # fmt: skip
+def _create(
+    paths: RunPaths, cfg: SearchConfig, options: ExecOptions, train: TrainOptions | None
+) -> tuple[RunState, TrainOptions]:
     _refuse_existing(paths)  # again, under the lock: another launch may have won the race
     state, train = new_state(cfg), train or TrainOptions()
     write_run_file(paths, train, options)
@@ -164,14 +172,17 @@ def _create(paths: RunPaths, cfg: SearchConfig, options: ExecOptions,
     return state, train
 
 
-def _load(paths: RunPaths, overrides: Any, train: TrainOptions | None
-          ) -> tuple[RunState, TrainOptions, ExecOptions, str]:  # fmt: skip
+def _load(
+    paths: RunPaths, overrides: Any, train: TrainOptions | None
+) -> tuple[RunState, TrainOptions, ExecOptions, str]:
     """Load state and run file, check them, then store the execution overrides."""
     state, source = StateStore(paths.state).load_with_source()
     note = ""
     if source != paths.state:
-        note = (f"state file {paths.state} was unreadable; continuing from the previous "
-                f"snapshot {source}")  # fmt: skip
+        note = (
+            f"state file {paths.state} was unreadable; continuing from the previous "
+            f"snapshot {source}"
+        )
     stored, options = read_run_file(paths)
     if train is not None and train != stored:
         raise ConfigError(f"resume cannot change the train options {stored} -> {train}")
@@ -210,21 +221,27 @@ def run_search(
     if cfg is not None:
         cfg, options = _prelaunch(paths, cfg, exec_opts)
     elif not StateStore(paths.state).exists():
-        raise StateError(f"state file {paths.state} does not exist; start a run with "
-                         f"`econas-hpc launch --state {paths.state}`")  # fmt: skip
+        raise StateError(
+            f"state file {paths.state} does not exist; start a run with "
+            f"`econas-hpc launch --state {paths.state}`"
+        )
     with acquire_lock(paths.state, job_id=os.environ.get("SLURM_JOB_ID", "")) as lock:
         note = ""
         if cfg is not None:
             state, train_opts = _create(paths, cfg, options, train)
         else:
             state, train_opts, options, note = _load(paths, exec_opts, train)
-        ctx = _context(paths, SearchConfig.from_dict(state.config), state, train_opts, options,
-                       emit)  # fmt: skip
+        ctx = _context(
+            paths, SearchConfig.from_dict(state.config), state, train_opts, options, emit
+        )
         if note:
             ctx.event("warning", note)
-        ctx.event("started" if cfg is not None else "resumed",
-                  f"{paths.state}: cycle {max(state.cycle, 0)} of {ctx.cfg.cycles}, executor "
-                  f"{options.executor}", executor=options.executor)  # fmt: skip
+        ctx.event(
+            "started" if cfg is not None else "resumed",
+            f"{paths.state}: cycle {max(state.cycle, 0)} of {ctx.cfg.cycles}, executor "
+            f"{options.executor}",
+            executor=options.executor,
+        )
         _drive(ctx, lock, options.poll_s)
     return ctx.state
 
@@ -242,9 +259,11 @@ def resume_check(state_path: str | Path, search: Mapping[str, Any]) -> None:
         given["data_dir"] = str(Path(given["data_dir"]).expanduser().absolute())
     changes = config_changes(stored, stored.replace(**given))
     if changes:
-        raise ConfigError(f"resume cannot change the search config of {state_path}: "
-                          f"{'; '.join(changes)}. Only execution options may change; launch a "
-                          "new run (another --state) for a different search")  # fmt: skip
+        raise ConfigError(
+            f"resume cannot change the search config of {state_path}: "
+            f"{'; '.join(changes)}. Only execution options may change; launch a "
+            "new run (another --state) for a different search"
+        )
 
 
 def share_cores(options: ExecOptions) -> None:
@@ -257,17 +276,33 @@ def share_cores(options: ExecOptions) -> None:
     if options.executor != "local" or "OMP_NUM_THREADS" in os.environ:
         return
     per_job = options.cluster.cpus_per_task or (
-        (os.cpu_count() or 1) // (options.cluster.max_concurrent or 1))  # fmt: skip
+        (os.cpu_count() or 1) // (options.cluster.max_concurrent or 1)
+    )
     os.environ["OMP_NUM_THREADS"] = str(max(1, per_job))
 
 
-def _context(paths: RunPaths, cfg: SearchConfig, state: RunState, train: TrainOptions,
-             options: ExecOptions, emit: EventSink) -> RunContext:  # fmt: skip
+def _context(
+    paths: RunPaths,
+    cfg: SearchConfig,
+    state: RunState,
+    train: TrainOptions,
+    options: ExecOptions,
+    emit: EventSink,
+) -> RunContext:
     share_cores(options)
     executor = make_executor(options.executor, paths.executor, options.cluster)
     items = ItemFactory(cfg, train, paths, options)
-    return RunContext(paths, cfg, state, StateStore(paths.state), executor, items, emit,
-                      options.timeout_s, crash_plan())  # fmt: skip
+    return RunContext(
+        paths,
+        cfg,
+        state,
+        StateStore(paths.state),
+        executor,
+        items,
+        emit,
+        options.timeout_s,
+        crash_plan(),
+    )
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -296,13 +331,21 @@ def _drive(ctx: RunContext, lock: DriverLock, poll_s: float) -> None:
             evo.apply_plan(state, plan)
             save(ctx)  # write-ahead: the plan and the RNG state before anything is submitted
             ctx.crash_point("after_plan_saved")
-            ctx.event("cycle_started", f"planned {len(plan.continued)} continued + "
-                      f"{len(plan.children)} children", continued=len(plan.continued),
-                      children=len(plan.children), pools=list(plan.pool_sizes))  # fmt: skip
+            ctx.event(
+                "cycle_started",
+                f"planned {len(plan.continued)} continued + {len(plan.children)} children",
+                continued=len(plan.continued),
+                children=len(plan.children),
+                pools=list(plan.pool_sizes),
+            )
         _run_cycle(ctx, lock, poll_s)
     top = evo.final_ranking(ctx.state, ctx.cfg, ctx.cfg.final_top)
-    ctx.event("finished", f"search done: {len(ctx.state.networks)} networks; best " +
-              (f"{top[0][0]} {top[0][1]:.2f}" if top else "none"), top=top)  # fmt: skip
+    ctx.event(
+        "finished",
+        f"search done: {len(ctx.state.networks)} networks; best "
+        + (f"{top[0][0]} {top[0][1]:.2f}" if top else "none"),
+        top=top,
+    )
 
 
 def _cycle_started_at(state: RunState) -> float:
@@ -350,8 +393,15 @@ def _close_cycle(ctx: RunContext, wall_s: float) -> None:
     done = state.cycles[-1]
     save(ctx, closing=done.cycle)
     ctx.crash_point("after_cycle_saved", done.cycle)
-    best = [f"{p} {b:.2f}" for p, b in zip(("P20", "P40", "P60"), done.pool_best, strict=True)
-            if b == b]  # fmt: skip
-    ctx.emit(SearchEvent("cycle_done", done.cycle, f"cycle {done.cycle} done in {wall_s:.1f} s"
-                         + (f"; best when planned: {', '.join(best)}" if best else ""),
-                         {"wall_s": wall_s, "gpu_s": gpu_s}))  # fmt: skip
+    best = [
+        f"{p} {b:.2f}" for p, b in zip(("P20", "P40", "P60"), done.pool_best, strict=True) if b == b
+    ]
+    ctx.emit(
+        SearchEvent(
+            "cycle_done",
+            done.cycle,
+            f"cycle {done.cycle} done in {wall_s:.1f} s"
+            + (f"; best when planned: {', '.join(best)}" if best else ""),
+            {"wall_s": wall_s, "gpu_s": gpu_s},
+        )
+    )

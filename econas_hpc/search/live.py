@@ -51,8 +51,12 @@ def live_jobs(state_path: str | Path) -> dict[str, Any]:
     if executor != "slurm" or not ids:
         return {"executor": executor, "queried": False, "states": {}, "jobs": {}}
     jobs = slurm_query.query_states(ids)  # one sacct call (one squeue call if it fails)
-    return {"executor": executor, "queried": True, "states": dict(Counter(jobs.values())),
-            "jobs": jobs}  # fmt: skip
+    return {
+        "executor": executor,
+        "queried": True,
+        "states": dict(Counter(jobs.values())),
+        "jobs": jobs,
+    }
 
 
 def cluster_status(run: dict[str, Any], live: bool = False) -> dict[str, Any]:

@@ -41,8 +41,14 @@ from econas_hpc.store.state import StateStore
 log = logging.getLogger(__name__)
 
 CRASH_ENV = "ECONAS_CRASH_AT"
-CRASH_PHASES: tuple[str, ...] = ("after_plan_saved", "after_submit", "after_ids_saved",
-                                 "after_ingest", "mid_save", "after_cycle_saved")  # fmt: skip
+CRASH_PHASES: tuple[str, ...] = (
+    "after_plan_saved",
+    "after_submit",
+    "after_ids_saved",
+    "after_ingest",
+    "mid_save",
+    "after_cycle_saved",
+)
 CRASH_EXIT = 137  # what a SIGKILLed process reports
 # sacct may not know a job for a while after sbatch returned; locally an unknown id is gone.
 UNKNOWN_GRACE_S = {"slurm": 600.0}
@@ -147,9 +153,14 @@ def submit_jobs(ctx: RunContext, jobs: Sequence[JobRecord], label: str) -> None:
     for job, job_id in zip(jobs, ids, strict=True):
         evo.record_submission(ctx.state, job.arch_id, job.segment, job_id, now)
     retries = sum(j.attempt > 0 for j in jobs)
-    ctx.event("submitted", f"{len(jobs)} segment(s) submitted as {label}" +
-              (f" ({retries} retries)" if retries else ""), count=len(jobs), retries=retries,
-              job_ids=sorted(set(ids)))  # fmt: skip
+    ctx.event(
+        "submitted",
+        f"{len(jobs)} segment(s) submitted as {label}"
+        + (f" ({retries} retries)" if retries else ""),
+        count=len(jobs),
+        retries=retries,
+        job_ids=sorted(set(ids)),
+    )
     save(ctx)
     ctx.crash_point("after_ids_saved")
     ctx.paths.token.unlink(missing_ok=True)
@@ -182,13 +193,20 @@ def apply_outcome(ctx: RunContext, job: JobRecord, outcome: SegmentOutcome) -> b
         path = ctx.paths.net_dir(job.arch_id) / outcome.checkpoint
         relative = os.path.relpath(path, ctx.paths.state.parent)
         state.networks[job.arch_id] = replace(
-            state.networks[job.arch_id], checkpoint_path=relative,
+            state.networks[job.arch_id],
+            checkpoint_path=relative,
             checkpoint_sha256=outcome.checkpoint_sha256,
-        )  # fmt: skip
+        )
     ctx.running_since.pop(job.job_id, None)
     kind = "segment_done" if status == "ok" else "failed"
-    ctx.event(kind, f"{job.arch_id} segment {job.segment}: {status} {score:.2f}",
-              arch_id=job.arch_id, segment=job.segment, status=status, score=score)  # fmt: skip
+    ctx.event(
+        kind,
+        f"{job.arch_id} segment {job.segment}: {status} {score:.2f}",
+        arch_id=job.arch_id,
+        segment=job.segment,
+        status=status,
+        score=score,
+    )
     return True
 
 
@@ -254,9 +272,14 @@ def _cancel_overdue(ctx: RunContext, jobs: list[JobRecord]) -> None:
     ctx.executor.cancel(ids)
     for job in jobs:
         ctx.running_since.pop(job.job_id, None)
-        ctx.event("timeout", f"{job.arch_id} segment {job.segment}: job {job.job_id} ran past "
-                  f"{ctx.job_timeout_s:.0f} s; cancelled", arch_id=job.arch_id,
-                  segment=job.segment, job_id=job.job_id)  # fmt: skip
+        ctx.event(
+            "timeout",
+            f"{job.arch_id} segment {job.segment}: job {job.job_id} ran past "
+            f"{ctx.job_timeout_s:.0f} s; cancelled",
+            arch_id=job.arch_id,
+            segment=job.segment,
+            job_id=job.job_id,
+        )
 
 
 def handle_dead(ctx: RunContext, dead: Sequence[JobRecord]) -> None:
@@ -267,24 +290,39 @@ def handle_dead(ctx: RunContext, dead: Sequence[JobRecord]) -> None:
     for job in dead:
         ctx.running_since.pop(job.job_id, None)
         end, counters, retry = decide_retry(
-            ctx.paths.net_dir(job.arch_id), ctx.paths.job_name(job.arch_id, job.segment),
-            job.job_id, ctx.verdicts.pop(job.job_id, "unknown"), ctx.cfg.max_attempts, limits,
-        )  # fmt: skip
+            ctx.paths.net_dir(job.arch_id),
+            ctx.paths.job_name(job.arch_id, job.segment),
+            job.job_id,
+            ctx.verdicts.pop(job.job_id, "unknown"),
+            ctx.cfg.max_attempts,
+            limits,
+        )
         why = f"{end.kind}: {end.reason}"
         if retry:
             ctx.state.jobs[job.key] = replace(job, state="planned")
             charge = f"charged {counters.charged} of {ctx.cfg.max_attempts}"
             charge = charge if end.charged else "not charged"
-            ctx.event("retry", f"{job.arch_id} segment {job.segment}: job {job.job_id} ended "
-                      f"without a result ({why}); {charge}; submitting again",
-                      arch_id=job.arch_id, segment=job.segment, attempt=job.attempt + 1,
-                      end=end.kind, charged=end.charged)  # fmt: skip
+            ctx.event(
+                "retry",
+                f"{job.arch_id} segment {job.segment}: job {job.job_id} ended "
+                f"without a result ({why}); {charge}; submitting again",
+                arch_id=job.arch_id,
+                segment=job.segment,
+                attempt=job.attempt + 1,
+                end=end.kind,
+                charged=end.charged,
+            )
             continue
         evo.apply_result(ctx.state, job.arch_id, job.segment, WORST_SCORE, "failed", job.cycle)
-        ctx.event("failed", f"{job.arch_id} segment {job.segment}: {why}; {counters.charged} "
-                  "charged end(s) reached max_attempts; network marked failed",
-                  arch_id=job.arch_id, segment=job.segment, status="failed",
-                  score=WORST_SCORE)  # fmt: skip
+        ctx.event(
+            "failed",
+            f"{job.arch_id} segment {job.segment}: {why}; {counters.charged} "
+            "charged end(s) reached max_attempts; network marked failed",
+            arch_id=job.arch_id,
+            segment=job.segment,
+            status="failed",
+            score=WORST_SCORE,
+        )
 
 
 # --- resume -----------------------------------------------------------------------------------
@@ -316,8 +354,11 @@ def adopt_orphans(ctx: RunContext) -> int:
         evo.record_submission(ctx.state, arch_id, int(segment), job_id, now)
         adopted += 1
     if adopted:
-        ctx.event("adopted", f"{adopted} job(s) submitted before the driver stopped adopted",
-                  count=adopted)  # fmt: skip
+        ctx.event(
+            "adopted",
+            f"{adopted} job(s) submitted before the driver stopped adopted",
+            count=adopted,
+        )
     return adopted
 
 
@@ -336,8 +377,14 @@ def reconcile(ctx: RunContext) -> None:
     alive = sum(j.state in ("submitted", "running") for j in ctx.state.jobs.values())
     planned = sum(j.state == "planned" for j in ctx.state.jobs.values())
     if ingested or dead or alive or planned:
-        ctx.event("resumed", f"reconciled: {ingested} result(s) ingested, {alive} job(s) "
-                  f"re-attached, {len(dead)} dead, {planned} to submit", ingested=ingested,
-                  alive=alive, dead=len(dead), planned=planned)  # fmt: skip
+        ctx.event(
+            "resumed",
+            f"reconciled: {ingested} result(s) ingested, {alive} job(s) "
+            f"re-attached, {len(dead)} dead, {planned} to submit",
+            ingested=ingested,
+            alive=alive,
+            dead=len(dead),
+            planned=planned,
+        )
     save(ctx)
     ctx.paths.token.unlink(missing_ok=True)

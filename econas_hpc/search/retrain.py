@@ -128,12 +128,21 @@ def plan_retrain(state_path: str | Path, options: RetrainOptions) -> list[Retrai
     for rank, (arch_id, score) in enumerate(ranking, start=1):
         for seed in range(options.seeds):
             spec = SegmentSpec(
-                arch_id=arch_id, genotype_json=state.networks[arch_id].genotype_json,
-                setting=str(setting), recipe=recipe, epoch_start=0, epoch_end=setting.e,
+                arch_id=arch_id,
+                genotype_json=state.networks[arch_id].genotype_json,
+                setting=str(setting),
+                recipe=recipe,
+                epoch_start=0,
+                epoch_end=setting.e,
                 run_dir=str(retrain_dir(paths.state) / f"{arch_id}-seed{seed}"),
-                dataset=cfg.dataset, data_dir=cfg.data_dir, seed=seed, device=execution.device,
-                base=base, synthetic_train=cfg.synthetic_train, synthetic_test=cfg.synthetic_test,
-            )  # fmt: skip
+                dataset=cfg.dataset,
+                data_dir=cfg.data_dir,
+                seed=seed,
+                device=execution.device,
+                base=base,
+                synthetic_train=cfg.synthetic_train,
+                synthetic_test=cfg.synthetic_test,
+            )
             name = f"econas-{paths.run}.rt-{arch_id}-s{seed}"
             item = WorkItem(name, "train", spec.to_dict(), str(result_path(spec)))
             jobs.append(RetrainJob(rank, arch_id, seed, score, spec, item))
@@ -181,8 +190,9 @@ class _Tracker:
             if state in ALIVE_STATES or (state == "unknown" and name not in self.adopted):
                 continue
             if self.attempts.get(name, 0) >= self.max_attempts:
-                log.warning("%s: %d submissions ended without a result; giving up", name,
-                            self.max_attempts)  # fmt: skip
+                log.warning(
+                    "%s: %d submissions ended without a result; giving up", name, self.max_attempts
+                )
                 self.failed.add(name)
                 continue
             todo.append(job)
@@ -205,35 +215,50 @@ def _finished(job: RetrainJob) -> bool:
 
 def _epochs_done(run_dir: Path) -> int:
     """Epochs completed according to the newest checkpoint (its name: epoch in progress)."""
-    epochs = [int(m.group(1)) for p in (run_dir / "checkpoints").glob("ep*.pt")
-              if (m := _CHECKPOINT_RE.match(p.name))]  # fmt: skip
+    epochs = [
+        int(m.group(1))
+        for p in (run_dir / "checkpoints").glob("ep*.pt")
+        if (m := _CHECKPOINT_RE.match(p.name))
+    ]
     return max(epochs, default=0)
 
 
 def _record(job: RetrainJob, tracker: _Tracker, gpus: int) -> RetrainRecord:
     """The table row of `job` now: from its result file, else from its job and checkpoints."""
     name, run_dir = job.item.name, Path(job.spec.run_dir)
-    signals = sum(1 for e in read_events(run_dir) if e.get("event") == "signal" and
-                  e.get("item") == name)  # fmt: skip
+    signals = sum(
+        1 for e in read_events(run_dir) if e.get("event") == "signal" and e.get("item") == name
+    )
     common: dict[str, Any] = {
-        "arch_id": job.arch_id, "seed": job.seed, "rank": job.rank,
-        "proxy_score": job.proxy_score, "setting": job.spec.setting,
-        "epochs": job.spec.epoch_end, "preemptions": signals,
-        "job_id": tracker.job_ids.get(name, ""), "run_dir": str(run_dir),
-    }  # fmt: skip
+        "arch_id": job.arch_id,
+        "seed": job.seed,
+        "rank": job.rank,
+        "proxy_score": job.proxy_score,
+        "setting": job.spec.setting,
+        "epochs": job.spec.epoch_end,
+        "preemptions": signals,
+        "job_id": tracker.job_ids.get(name, ""),
+        "run_dir": str(run_dir),
+    }
     result = read_result(job.spec)
     if result is None:
         state = tracker.state_of(name)
-        status = "failed" if name in tracker.failed else "running" if state == "running" else (
-            "pending")  # fmt: skip
+        status = (
+            "failed" if name in tracker.failed else "running" if state == "running" else ("pending")
+        )
         return RetrainRecord(**common, status=status, epochs_done=_epochs_done(run_dir))
     ok = result.status == "ok" and bool(result.test_acc)
     acc = result.test_acc[-1] if ok else math.nan
     return RetrainRecord(
-        **common, status=result.status, test_acc=acc, test_error=100.0 - acc,
-        params=result.params, epochs_done=job.spec.epoch_start + len(result.test_acc),
-        gpu_hours=result.wall_s * gpus / 3600.0, resumes=result.resumes,
-    )  # fmt: skip
+        **common,
+        status=result.status,
+        test_acc=acc,
+        test_error=100.0 - acc,
+        params=result.params,
+        epochs_done=job.spec.epoch_start + len(result.test_acc),
+        gpu_hours=result.wall_s * gpus / 3600.0,
+        resumes=result.resumes,
+    )
 
 
 def retrain(state_path: str | Path, options: RetrainOptions | None = None) -> list[RetrainRecord]:
@@ -251,8 +276,9 @@ def retrain(state_path: str | Path, options: RetrainOptions | None = None) -> li
     gpus = execution.cluster.gpus_per_node or 1
     with acquire_lock(paths.state) as lock:
         folder = retrain_dir(paths.state) / "executor"
-        tracker = _Tracker(make_executor(execution.executor, folder, execution.cluster),
-                           options.max_attempts)  # fmt: skip
+        tracker = _Tracker(
+            make_executor(execution.executor, folder, execution.cluster), options.max_attempts
+        )
         tracker.adopt(jobs, f"econas-{paths.run}.rt-")
         written: list[RetrainRecord] | None = None
         while True:

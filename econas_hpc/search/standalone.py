@@ -94,20 +94,32 @@ def _cifar_spec(request: TrainRequest, genotype: Genotype) -> SegmentSpec:
     recipe = make_recipe(kind, setting)
     start, end = request.epoch_range(recipe.epochs)
     return SegmentSpec(
-        arch_id=genotype.arch_id, genotype_json=genotype.to_json(), setting=str(setting),
-        recipe=recipe, epoch_start=start, epoch_end=end, run_dir=request.run_dir,
-        dataset=request.dataset, data_dir=request.data_dir, seed=request.seed,
+        arch_id=genotype.arch_id,
+        genotype_json=genotype.to_json(),
+        setting=str(setting),
+        recipe=recipe,
+        epoch_start=start,
+        epoch_end=end,
+        run_dir=request.run_dir,
+        dataset=request.dataset,
+        data_dir=request.data_dir,
+        seed=request.seed,
         device=request.device,
-    )  # fmt: skip
+    )
 
 
 def _imagenet_spec(request: TrainRequest, genotype: Genotype) -> ImageNetSpec:
     setting = Setting.parse(request.setting, IMAGENET_BASE)  # c and r may reduce; e is 150
     spec = ImageNetSpec(
-        genotype_json=genotype.to_json(), run_dir=request.run_dir, data_dir=request.data_dir,
-        global_batch=request.global_batch, accumulate=request.accumulate, seed=request.seed,
-        setting=str(setting), device=request.device,
-    )  # fmt: skip
+        genotype_json=genotype.to_json(),
+        run_dir=request.run_dir,
+        data_dir=request.data_dir,
+        global_batch=request.global_batch,
+        accumulate=request.accumulate,
+        seed=request.seed,
+        setting=str(setting),
+        device=request.device,
+    )
     start, end = request.epoch_range(spec.end)
     return dataclasses.replace(spec, epoch_start=start, epoch_end=end)
 
@@ -150,8 +162,11 @@ def _submit(request: TrainRequest, item: WorkItem) -> dict[str, Any]:
     execution = ExecOptions(executor=request.executor).updated(dict(request.execution))
     cluster = execution.cluster
     if request.dataset == "imagenet":
-        extra = {**cluster.additional_dict(), "nodes": request.nodes,
-                 "ntasks_per_node": request.gpus_per_node}  # fmt: skip
+        extra = {
+            **cluster.additional_dict(),
+            "nodes": request.nodes,
+            "ntasks_per_node": request.gpus_per_node,
+        }
         cluster = cluster.with_updates(
             {"gpus_per_node": request.gpus_per_node, "additional_parameters": extra}
         )
@@ -161,9 +176,14 @@ def _submit(request: TrainRequest, item: WorkItem) -> dict[str, Any]:
         check_slurm(cluster, what="training job")
     folder = Path(request.run_dir) / "executor"
     (job_id,) = make_executor(request.executor, folder, cluster).submit([item])
-    return {"submitted": job_id, "name": item.name, "run_dir": request.run_dir,
-            "result_path": item.result_path, "nodes": request.nodes,
-            "gpus_per_node": request.gpus_per_node}  # fmt: skip
+    return {
+        "submitted": job_id,
+        "name": item.name,
+        "run_dir": request.run_dir,
+        "result_path": item.result_path,
+        "nodes": request.nodes,
+        "gpus_per_node": request.gpus_per_node,
+    }
 
 
 def _train_imagenet(request: TrainRequest, genotype: Genotype) -> dict[str, Any]:

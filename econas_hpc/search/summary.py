@@ -48,8 +48,16 @@ def leaders(state: RunState, top: int) -> list[dict[str, Any]]:
     once networks finished all segments)."""
     nets = [n for n in state.networks.values() if n.status == "ok" and n.segments_done]
     nets.sort(key=lambda n: (-n.segments_done, -n.latest_score))
-    return [{"arch_id": n.arch_id, "score": n.latest_score, "segments": n.segments_done,
-             "parent_id": n.parent_id, "born_cycle": n.born_cycle} for n in nets[:top]]  # fmt: skip
+    return [
+        {
+            "arch_id": n.arch_id,
+            "score": n.latest_score,
+            "segments": n.segments_done,
+            "parent_id": n.parent_id,
+            "born_cycle": n.born_cycle,
+        }
+        for n in nets[:top]
+    ]
 
 
 def _pools(state: RunState, cfg: SearchConfig) -> tuple[dict[str, int], dict[str, float | None]]:
@@ -90,24 +98,33 @@ def summarize_retrain(records: Sequence[RetrainRecord]) -> list[dict[str, Any]]:
     rows = []
     for arch_id, group in by_arch.items():
         errors = [r.test_error for r in group if r.status == "ok"]
-        rows.append({
-            "arch_id": arch_id, "rank": group[0].rank, "proxy_score": group[0].proxy_score,
-            "setting": group[0].setting, "seeds": len(group), "finished": len(errors),
-            "test_error_mean": statistics.fmean(errors) if errors else math.nan,
-            "test_error_std": statistics.stdev(errors) if len(errors) > 1 else (
-                0.0 if errors else math.nan),
-            "params": max(r.params for r in group),
-            "gpu_hours": sum(r.gpu_hours for r in group),
-            "preemptions": sum(r.preemptions for r in group),
-            "statuses": sorted({r.status for r in group}),
-        })  # fmt: skip
+        rows.append(
+            {
+                "arch_id": arch_id,
+                "rank": group[0].rank,
+                "proxy_score": group[0].proxy_score,
+                "setting": group[0].setting,
+                "seeds": len(group),
+                "finished": len(errors),
+                "test_error_mean": statistics.fmean(errors) if errors else math.nan,
+                "test_error_std": statistics.stdev(errors)
+                if len(errors) > 1
+                else (0.0 if errors else math.nan),
+                "params": max(r.params for r in group),
+                "gpu_hours": sum(r.gpu_hours for r in group),
+                "preemptions": sum(r.preemptions for r in group),
+                "statuses": sorted({r.status for r in group}),
+            }
+        )
     return rows
 
 
 def _retrain_rows(path: Path) -> list[dict[str, Any]]:
     """`summarize_retrain` of the run's `/retrain` table, JSON-safe (NaN -> None)."""
-    return [{k: _number(v) for k, v in row.items()} for row in summarize_retrain(
-        read_retrain_table(path))]  # fmt: skip
+    return [
+        {k: _number(v) for k, v in row.items()}
+        for row in summarize_retrain(read_retrain_table(path))
+    ]
 
 
 def _driver(path: Path) -> dict[str, Any] | None:
@@ -173,8 +190,12 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
         "networks": counts["networks"],
         "statuses": counts["statuses"],
         "segments_done": counts["segments_done"],
-        "segments": {"done": jobs["done"], "running": jobs["running"],
-                     "pending": jobs["planned"] + jobs["submitted"], "failed": jobs["failed"]},
+        "segments": {
+            "done": jobs["done"],
+            "running": jobs["running"],
+            "pending": jobs["planned"] + jobs["submitted"],
+            "failed": jobs["failed"],
+        },
         "jobs": jobs,
         "retries": sum(max(0, j.attempt - 1) for j in state.jobs.values()),
         "pools": sizes,
@@ -189,7 +210,7 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
         "executor": _executor(path),
         "dry_run": cfg.dry_run,
         "strategy": cfg.strategy,
-    }  # fmt: skip
+    }
 
 
 def summarize_all(paths: Iterable[str | Path], top: int = TOP_DEFAULT) -> list[dict[str, Any]]:
@@ -226,12 +247,19 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     for rank, (arch_id, score) in enumerate(ranked, start=1):
         net = state.networks[arch_id]
         genotype = Genotype.from_json(net.genotype_json)
-        networks.append({
-            "rank": rank, "arch_id": arch_id, "score": score, "segments": net.segments_done,
-            "parent_id": net.parent_id, "born_cycle": net.born_cycle,
-            "genotype": genotype.to_dict(), "literal": genotype.to_literal(),
-            "retrain": retrained.get(arch_id),
-        })  # fmt: skip
+        networks.append(
+            {
+                "rank": rank,
+                "arch_id": arch_id,
+                "score": score,
+                "segments": net.segments_done,
+                "parent_id": net.parent_id,
+                "born_cycle": net.born_cycle,
+                "genotype": genotype.to_dict(),
+                "literal": genotype.to_literal(),
+                "retrain": retrained.get(arch_id),
+            }
+        )
     return {
         "run": RunPaths.of(state_path).run,
         "state": str(state_path),

@@ -60,8 +60,15 @@ class RunPaths:
         state = Path(state_path).expanduser().absolute()
         root = state.with_suffix(".d")
         run = _NAME_UNSAFE.sub("_", state.stem) or "run"
-        return cls(state, root, root / "nets", root / "executor", root / "submitting.json",
-                   root / "run.json", run)  # fmt: skip
+        return cls(
+            state,
+            root,
+            root / "nets",
+            root / "executor",
+            root / "submitting.json",
+            root / "run.json",
+            run,
+        )
 
     @property
     def name_prefix(self) -> str:
@@ -206,8 +213,9 @@ class ExecOptions:
             )
         mine = {k: v for k, v in values.items() if k in own}
         if "faults" in mine:
-            mine["faults"] = tuple(f if isinstance(f, DryrunFault) else DryrunFault(**f)
-                                   for f in mine["faults"])  # fmt: skip
+            mine["faults"] = tuple(
+                f if isinstance(f, DryrunFault) else DryrunFault(**f) for f in mine["faults"]
+            )
         cluster = self.cluster.with_updates({k: v for k, v in values.items() if k in cluster_keys})
         return dataclasses.replace(self, cluster=cluster, **mine)
 
@@ -276,9 +284,13 @@ def network_seed(run_seed: int, arch_id: str) -> int:
 
 
 def segment_spec(
-    cfg: SearchConfig, train: TrainOptions, paths: RunPaths, genotype_json: str, job: JobRecord,
+    cfg: SearchConfig,
+    train: TrainOptions,
+    paths: RunPaths,
+    genotype_json: str,
+    job: JobRecord,
     device: str = "auto",
-) -> SegmentSpec:  # fmt: skip
+) -> SegmentSpec:
     """The `SegmentSpec` of a training job: recipe `make_recipe("search", setting, profile)`
     with the cell output of the config (and the run's recipe overrides), epochs of its segment,
     the network's own directory."""
@@ -288,24 +300,46 @@ def segment_spec(
     recipe = make_recipe("search", setting, cfg.profile, overrides)
     start, end = segment_epochs(cfg, job.segment)
     return SegmentSpec(
-        arch_id=job.arch_id, genotype_json=genotype_json, setting=str(setting), recipe=recipe,
-        epoch_start=start, epoch_end=end, run_dir=str(paths.net_dir(job.arch_id)),
-        dataset=cfg.dataset, data_dir=cfg.data_dir, seed=network_seed(cfg.seed, job.arch_id),
-        device=device, base=base, synthetic_train=cfg.synthetic_train,
+        arch_id=job.arch_id,
+        genotype_json=genotype_json,
+        setting=str(setting),
+        recipe=recipe,
+        epoch_start=start,
+        epoch_end=end,
+        run_dir=str(paths.net_dir(job.arch_id)),
+        dataset=cfg.dataset,
+        data_dir=cfg.data_dir,
+        seed=network_seed(cfg.seed, job.arch_id),
+        device=device,
+        base=base,
+        synthetic_train=cfg.synthetic_train,
         synthetic_test=cfg.synthetic_test,
-    )  # fmt: skip
+    )
 
 
-def _dryrun_spec(cfg: SearchConfig, paths: RunPaths, genotype_json: str, job: JobRecord,
-                 sleep_s: float, fail: str) -> dict[str, Any]:  # fmt: skip
+def _dryrun_spec(
+    cfg: SearchConfig,
+    paths: RunPaths,
+    genotype_json: str,
+    job: JobRecord,
+    sleep_s: float,
+    fail: str,
+) -> dict[str, Any]:
     start, end = segment_epochs(cfg, job.segment)
     # The seed is the run's: search.dryrun.pseudo_accuracy scores (genotype, segment, run seed).
     return {
-        "arch_id": job.arch_id, "genotype_json": genotype_json, "segment": job.segment,
-        "segments": cfg.segments_per_network, "seed": cfg.seed, "setting": cfg.setting,
-        "run_dir": str(paths.net_dir(job.arch_id)), "epoch_start": start, "epoch_end": end,
-        "sleep_s": sleep_s, "fail": fail,
-    }  # fmt: skip
+        "arch_id": job.arch_id,
+        "genotype_json": genotype_json,
+        "segment": job.segment,
+        "segments": cfg.segments_per_network,
+        "seed": cfg.seed,
+        "setting": cfg.setting,
+        "run_dir": str(paths.net_dir(job.arch_id)),
+        "epoch_start": start,
+        "epoch_end": end,
+        "sleep_s": sleep_s,
+        "fail": fail,
+    }
 
 
 def job_index(state: RunState, job: JobRecord) -> tuple[int, int]:
@@ -381,9 +415,13 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
     if status not in RESULT_STATUSES or (status == "ok" and not math.isfinite(score)):
         return _set_aside(path, f"status {status!r} with score {score!r}")
     return SegmentOutcome(
-        status, score, float(data.get("wall_s") or 0.0), str(data.get("device") or ""),
-        str(data.get("checkpoint") or ""), str(data.get("checkpoint_sha256") or ""),
-    )  # fmt: skip
+        status,
+        score,
+        float(data.get("wall_s") or 0.0),
+        str(data.get("device") or ""),
+        str(data.get("checkpoint") or ""),
+        str(data.get("checkpoint_sha256") or ""),
+    )
 
 
 def _set_aside(path: Path, why: str) -> SegmentOutcome | None:

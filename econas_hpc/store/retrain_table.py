@@ -29,8 +29,13 @@ from econas_hpc.store.state import (
     _read_table,
 )
 
-__all__ = ["RETRAIN_COLUMNS", "RETRAIN_GROUP", "RetrainRecord", "read_retrain_table",
-           "write_retrain_table"]  # fmt: skip
+__all__ = [
+    "RETRAIN_COLUMNS",
+    "RETRAIN_GROUP",
+    "RetrainRecord",
+    "read_retrain_table",
+    "write_retrain_table",
+]
 
 RETRAIN_GROUP = "retrain"
 RETRAIN_DOC = (

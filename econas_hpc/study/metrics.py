@@ -184,10 +184,13 @@ def acceleration_ratio(
         ValueError: any argument that is not a finite number > 0.
     """
     args = {
-        "macs_orig": macs_orig, "macs_reduced": macs_reduced,
-        "samples_orig": samples_orig, "samples_reduced": samples_reduced,
-        "epochs_orig": epochs_orig, "epochs_reduced": epochs_reduced,
-    }  # fmt: skip
+        "macs_orig": macs_orig,
+        "macs_reduced": macs_reduced,
+        "samples_orig": samples_orig,
+        "samples_reduced": samples_reduced,
+        "epochs_orig": epochs_orig,
+        "epochs_reduced": epochs_reduced,
+    }
     for name, value in args.items():
         if not (np.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

@@ -76,8 +76,9 @@ def _arith_acceleration(zoo: ZooState, ref: ZooSetting, setting: ZooSetting) -> 
     """MACs per image (zoo mean) x training images x epochs, reference over setting."""
     m_ref, m_set = _mean_cost(zoo, ref.name, "macs"), _mean_cost(zoo, setting.name, "macs")
     try:
-        return acceleration_ratio(m_ref, m_set, ref.train_images, setting.train_images,
-                                  ref.e, setting.e)  # fmt: skip
+        return acceleration_ratio(
+            m_ref, m_set, ref.train_images, setting.train_images, ref.e, setting.e
+        )
     except ValueError:  # costs not computed (NaN): no ratio
         return math.nan
 
@@ -87,8 +88,11 @@ def _measured(zoo: ZooState, ref: str, setting: str, names: Sequence[str]) -> tu
     pairs = [(zoo.results[(a, ref)], zoo.results[(a, setting)]) for a in names]
     if not pairs:
         return math.nan, "none"
-    basis = "gpu_s" if all(math.isfinite(r.gpu_s) and math.isfinite(s.gpu_s)
-                           for r, s in pairs) else "wall_s"  # fmt: skip
+    basis = (
+        "gpu_s"
+        if all(math.isfinite(r.gpu_s) and math.isfinite(s.gpu_s) for r, s in pairs)
+        else "wall_s"
+    )
     total_ref = sum(getattr(r, basis) for r, _ in pairs)
     total_set = sum(getattr(s, basis) for _, s in pairs)
     try:
@@ -100,12 +104,23 @@ def _measured(zoo: ZooState, ref: str, setting: str, names: Sequence[str]) -> tu
 def _rank_numbers(names: list[str], x: list[float], y: list[float], band: float) -> dict[str, Any]:
     """rho_sp, tolerant rho_sp and order flips of paired accuracies (x reference, y setting)."""
     if len(names) < 2:
-        return {"rho_sp": None, "rho_sp_tolerant": None, "flips": 0, "flips_beyond_band": 0,
-                "top_flips": []}  # fmt: skip
+        return {
+            "rho_sp": None,
+            "rho_sp_tolerant": None,
+            "flips": 0,
+            "flips_beyond_band": 0,
+            "top_flips": [],
+        }
     flips = order_flips(names, x, y)
-    top = [{"better_in_reference": f.better_in_a, "better_in_setting": f.better_in_b,
-            "margin_reference": f.margin_a, "margin_setting": f.margin_b}
-           for f in flips[:TOP_FLIPS]]  # fmt: skip
+    top = [
+        {
+            "better_in_reference": f.better_in_a,
+            "better_in_setting": f.better_in_b,
+            "margin_reference": f.margin_a,
+            "margin_setting": f.margin_b,
+        }
+        for f in flips[:TOP_FLIPS]
+    ]
     return {
         "rho_sp": _num(spearman(x, y)),
         "rho_sp_tolerant": _num(tolerant_spearman(x, y, band)),
@@ -122,8 +137,11 @@ def setting_row(zoo: ZooState, name: str, band: float = DEFAULT_BAND) -> dict[st
     ref_acc, acc = accuracies(zoo, ref.name), accuracies(zoo, name)
     names = [a for a in zoo.networks if a in acc and a in ref_acc]
     done = {a for a in zoo.networks if (a, name) in zoo.results and (a, ref.name) in zoo.results}
-    statuses = Counter(zoo.results[(a, name)].status for a in zoo.networks
-                       if (a, name) in zoo.results and a not in acc)  # fmt: skip
+    statuses = Counter(
+        zoo.results[(a, name)].status
+        for a in zoo.networks
+        if (a, name) in zoo.results and a not in acc
+    )
     measured, basis = _measured(zoo, ref.name, name, names)
     devices = {zoo.results[(a, s)].device for a in names for s in (ref.name, name)}
     row: dict[str, Any] = {
@@ -154,8 +172,14 @@ def entropy_lines(rho: dict[str, float]) -> list[dict[str, Any]]:
     for factor, lines in line_values(factor_lines(list(rho)), rho).items():
         for line in lines:
             values = [r for _, r in line]
-            out.append({"factor": factor, "settings": [s for s, _ in line], "rho_sp": values,
-                        "rho_e": _num(entropy(values))})  # fmt: skip
+            out.append(
+                {
+                    "factor": factor,
+                    "settings": [s for s, _ in line],
+                    "rho_sp": values,
+                    "rho_e": _num(entropy(values)),
+                }
+            )
     return out
 
 
@@ -190,10 +214,18 @@ def build_report(zoo: ZooState, options: ReportOptions | None = None) -> dict[st
     opts = options or ReportOptions()
     ref_name = str(zoo.config.get("reference") or "")
     if ref_name not in zoo.settings:
-        return {"config": zoo.config, "reference": None, "settings": [], "factor_lines": [],
-                "good": [], "warnings": ["the zoo has no settings yet: run `zoo train`"],
-                "band": opts.band, "threshold": opts.threshold, "adopted": opts.adopted,
-                "networks": len(zoo.networks)}  # fmt: skip
+        return {
+            "config": zoo.config,
+            "reference": None,
+            "settings": [],
+            "factor_lines": [],
+            "good": [],
+            "warnings": ["the zoo has no settings yet: run `zoo train`"],
+            "band": opts.band,
+            "threshold": opts.threshold,
+            "adopted": opts.adopted,
+            "networks": len(zoo.networks),
+        }
     ref_row = setting_row(zoo, ref_name, opts.band)
     rows = [setting_row(zoo, s, opts.band) for s in zoo.settings if s != ref_name]
     rho = {r["setting"]: r["rho_sp"] for r in rows if r["rho_sp"] is not None}

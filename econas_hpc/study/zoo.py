@@ -146,8 +146,9 @@ def sample_zoo(size: int, nodes: int, ops: str, seed: int) -> list[Genotype]:
     )
 
 
-def create_zoo(path: str | Path, size: int, nodes: int = 5, ops: str = "zoo13",
-               seed: int = 0) -> ZooState:  # fmt: skip
+def create_zoo(
+    path: str | Path, size: int, nodes: int = 5, ops: str = "zoo13", seed: int = 0
+) -> ZooState:
     """Sample a zoo and write it to `path`; an existing zoo (or its `.prev`) is never replaced.
 
     Raises:
@@ -160,8 +161,16 @@ def create_zoo(path: str | Path, size: int, nodes: int = 5, ops: str = "zoo13",
             "(choose another --state, or delete the file and its .prev first)"
         )
     genotypes = sample_zoo(size, nodes, ops, seed)
-    config = {"kind": ZOO_KIND, "size": size, "nodes": nodes, "ops": ops, "seed": seed,
-              "concat_mode": "clean", "reference": None, "train": None}  # fmt: skip
+    config = {
+        "kind": ZOO_KIND,
+        "size": size,
+        "nodes": nodes,
+        "ops": ops,
+        "seed": seed,
+        "concat_mode": "clean",
+        "reference": None,
+        "train": None,
+    }
     zoo = ZooState(config=config)
     zoo.networks = {g.arch_id: ZooNetwork(g.arch_id, g.to_json()) for g in genotypes}
     store.save(zoo)
@@ -201,8 +210,9 @@ def resolve_train_options(zoo: ZooState, requested: Mapping[str, Any]) -> ZooTra
     return options
 
 
-def add_settings(zoo: ZooState, names: Sequence[str], reference: str | None,
-                 options: ZooTrainOptions) -> list[str]:  # fmt: skip
+def add_settings(
+    zoo: ZooState, names: Sequence[str], reference: str | None, options: ZooTrainOptions
+) -> list[str]:
     """Add the reference and `names` to the zoo's settings; return the ones that were new.
 
     The reference is fixed by the first `zoo train` (default `DEFAULT_REFERENCE`).
@@ -225,10 +235,16 @@ def add_settings(zoo: ZooState, names: Sequence[str], reference: str | None,
             continue
         setting = Setting.parse(name, base)
         zoo.settings[name] = ZooSetting(
-            name, setting.c, setting.r, setting.s, setting.e,
-            "original" if name == wanted else "reduced", name == wanted,
-            setting.train_samples(options.train_size()), utc_now(),
-        )  # fmt: skip
+            name,
+            setting.c,
+            setting.r,
+            setting.s,
+            setting.e,
+            "original" if name == wanted else "reduced",
+            name == wanted,
+            setting.train_samples(options.train_size()),
+            utc_now(),
+        )
         added.append(name)
     return added
 
@@ -283,20 +299,29 @@ def plan_units(zoo: ZooState) -> list[Unit]:
     ]
 
 
-def unit_spec(zoo: ZooState, unit: Unit, options: ZooTrainOptions, paths: ZooPaths,
-              device: str = "auto") -> SegmentSpec:  # fmt: skip
+def unit_spec(
+    zoo: ZooState, unit: Unit, options: ZooTrainOptions, paths: ZooPaths, device: str = "auto"
+) -> SegmentSpec:
     """The segment of `unit`: epochs [0, e) of its setting's recipe, in the unit's own dir."""
     base = options.base()
     setting = Setting.parse(unit.setting, base)
     kind = zoo.settings[unit.setting].recipe
     return SegmentSpec(
-        arch_id=unit.arch_id, genotype_json=zoo.networks[unit.arch_id].genotype_json,
-        setting=unit.setting, recipe=make_recipe(kind, setting, options.profile),
-        epoch_start=0, epoch_end=setting.e, run_dir=str(paths.unit_dir(unit)),
-        dataset=options.dataset, data_dir=options.data_dir,
-        seed=network_seed(int(zoo.config["seed"]), unit.arch_id), device=device, base=base,
-        synthetic_train=options.synthetic_train, synthetic_test=options.synthetic_test,
-    )  # fmt: skip
+        arch_id=unit.arch_id,
+        genotype_json=zoo.networks[unit.arch_id].genotype_json,
+        setting=unit.setting,
+        recipe=make_recipe(kind, setting, options.profile),
+        epoch_start=0,
+        epoch_end=setting.e,
+        run_dir=str(paths.unit_dir(unit)),
+        dataset=options.dataset,
+        data_dir=options.data_dir,
+        seed=network_seed(int(zoo.config["seed"]), unit.arch_id),
+        device=device,
+        base=base,
+        synthetic_train=options.synthetic_train,
+        synthetic_test=options.synthetic_test,
+    )
 
 
 def result_record(unit: Unit, result: SegmentResult) -> ZooResult:
@@ -305,16 +330,25 @@ def result_record(unit: Unit, result: SegmentResult) -> ZooResult:
     status = result.status if result.status in ("ok", "diverged", "unbuildable") else "failed"
     on_gpu = result.device.startswith("cuda")
     return ZooResult(
-        unit.arch_id, unit.setting, status if ok or status != "ok" else "failed",
-        result.test_acc[-1] if ok else NAN, result.score if ok else NAN, len(result.test_acc),
-        result.wall_s if on_gpu else NAN, result.wall_s, result.device, result.detail, utc_now(),
-    )  # fmt: skip
+        unit.arch_id,
+        unit.setting,
+        status if ok or status != "ok" else "failed",
+        result.test_acc[-1] if ok else NAN,
+        result.score if ok else NAN,
+        len(result.test_acc),
+        result.wall_s if on_gpu else NAN,
+        result.wall_s,
+        result.device,
+        result.detail,
+        utc_now(),
+    )
 
 
 def failed_record(unit: Unit, detail: str) -> ZooResult:
     """The record of a unit whose job ended without a result, attempts exhausted."""
-    return ZooResult(unit.arch_id, unit.setting, "failed", NAN, NAN, 0, NAN, NAN, "", detail,
-                     utc_now())  # fmt: skip
+    return ZooResult(
+        unit.arch_id, unit.setting, "failed", NAN, NAN, 0, NAN, NAN, "", detail, utc_now()
+    )
 
 
 def accuracies(zoo: ZooState, setting: str) -> dict[str, float]:

@@ -128,14 +128,22 @@ def train_zoo(request: ZooTrainRequest) -> TrainSummary:
         options = resolve_train_options(zoo, request.train)
         added = add_settings(zoo, names, request.reference, options)
         costs = compute_costs(zoo, options)
-        log.info("zoo %s: %d settings; sized %d new (network, setting) pairs", paths.zoo,
-                 len(zoo.settings), costs)  # fmt: skip
+        log.info(
+            "zoo %s: %d settings; sized %d new (network, setting) pairs",
+            paths.zoo,
+            len(zoo.settings),
+            costs,
+        )
         store.save(zoo)
         units = plan_units(zoo)
         summary = TrainSummary(
-            str(paths.zoo), list(zoo.settings), added, len(zoo.networks) * len(zoo.settings),
-            planned=len(units), options=asdict(options),
-        )  # fmt: skip
+            str(paths.zoo),
+            list(zoo.settings),
+            added,
+            len(zoo.networks) * len(zoo.settings),
+            planned=len(units),
+            options=asdict(options),
+        )
         if units:
             _prepare_data(options)
             ctx = _Context(options, paths, request.execution, request.max_attempts, lock)
@@ -182,8 +190,10 @@ class _Runner:
         self.beat = time.monotonic()
 
     def run(self, units: list[Unit]) -> None:
-        self.specs = {u: unit_spec(self.zoo, u, self.ctx.options, self.ctx.paths,
-                                   self.ctx.execution.device) for u in units}  # fmt: skip
+        self.specs = {
+            u: unit_spec(self.zoo, u, self.ctx.options, self.ctx.paths, self.ctx.execution.device)
+            for u in units
+        }
         waiting = [u for u in units if not self._ingest(u)]
         if len(waiting) < len(units):
             self.store.save(self.zoo)
@@ -209,8 +219,15 @@ class _Runner:
         record = result_record(unit, result)
         self.zoo.results[unit.key] = record
         self.summary.ingested += 1
-        log.info("%s %s: %s, test accuracy %.2f %%, %.1f s on %s", unit.arch_id, unit.setting,
-                 record.status, record.test_acc, record.wall_s, record.device)  # fmt: skip
+        log.info(
+            "%s %s: %s, test accuracy %.2f %%, %.1f s on %s",
+            unit.arch_id,
+            unit.setting,
+            record.status,
+            record.test_acc,
+            record.wall_s,
+            record.device,
+        )
         return True
 
     def _adopt(self, units: list[Unit]) -> None:
@@ -264,8 +281,13 @@ class _Runner:
             log.warning("%s %s: %s; resubmitting", unit.arch_id, unit.setting, why)
             self.queue.append(unit)
             return False
-        log.warning("%s %s: %s; recorded as failed after %d attempt(s)", unit.arch_id,
-                    unit.setting, why, self.attempts[unit])  # fmt: skip
+        log.warning(
+            "%s %s: %s; recorded as failed after %d attempt(s)",
+            unit.arch_id,
+            unit.setting,
+            why,
+            self.attempts[unit],
+        )
         self.zoo.results[unit.key] = failed_record(unit, why)
         self.summary.failed += 1
         return True

@@ -268,9 +268,13 @@ def _local_entry(
     index: int, world_size: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...]
 ) -> None:
     os.environ.update(
-        RANK=str(index), WORLD_SIZE=str(world_size), LOCAL_RANK=str(index),
-        LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-    )  # fmt: skip
+        RANK=str(index),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(index),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     fn(*args)
 
 

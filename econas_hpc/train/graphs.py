@@ -181,9 +181,13 @@ class GraphedNetwork:
     """
 
     def __init__(
-        self, model: nn.Module, opt: DeviceLRSGD, acc: torch.Tensor, step: StepFn,
+        self,
+        model: nn.Module,
+        opt: DeviceLRSGD,
+        acc: torch.Tensor,
+        step: StepFn,
         shapes: GraphShapes,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.model, self.opt, self.acc, self._step = model, opt, acc, step
         self.shapes = shapes
         self._train: dict[int, _Captured] = {}
@@ -222,8 +226,10 @@ class GraphedNetwork:
         started = time.perf_counter()
         was = self.model.training
         self.model.train()
-        train = {b: (self._inputs(b), torch.zeros(b, dtype=torch.long, device=self.acc.device))
-                 for b in self.shapes.train}  # fmt: skip
+        train = {
+            b: (self._inputs(b), torch.zeros(b, dtype=torch.long, device=self.acc.device))
+            for b in self.shapes.train
+        }
         with preserved(mutable_state(self.model, self.opt, self.acc)):
             self._warm_up(train)
             pool = None

@@ -320,12 +320,20 @@ def _finish(run: _Run, status: str, detail: str = "") -> ImageNetResult:
     wall = float(run.dist.broadcast(st.wall_s + time.perf_counter() - run.started))
     result = ImageNetResult(
         arch_id=Genotype.from_json(run.spec.genotype_json).arch_id,
-        epoch_start=run.spec.epoch_start, epoch_end=run.spec.end, status=status,
+        epoch_start=run.spec.epoch_start,
+        epoch_end=run.spec.end,
+        status=status,
         **{k: tuple(v) for k, v in st.metrics.items()},
-        params=count_params(run.model), world_size=world, global_batch=run.recipe.batch_size,
-        lr_max=run.recipe.lr_max, wall_s=wall, gpu_hours=wall * world / 3600.0,
-        resumes=st.resumes, device=str(run.dist.device), detail=detail,
-    )  # fmt: skip
+        params=count_params(run.model),
+        world_size=world,
+        global_batch=run.recipe.batch_size,
+        lr_max=run.recipe.lr_max,
+        wall_s=wall,
+        gpu_hours=wall * world / 3600.0,
+        resumes=st.resumes,
+        device=str(run.dist.device),
+        detail=detail,
+    )
     if status != "interrupted" and run.dist.is_main:
         ckpt.write_json_atomic(imagenet_result_path(run.spec), result.to_dict())
     elif run.dist.is_main:
@@ -339,20 +347,44 @@ def _build(spec: ImageNetSpec, dist: Dist, started: float) -> _Run:
     _, micro = resolve_batch(spec.global_batch, dist.world_size, spec.accumulate)
     setting = Setting.parse(spec.setting, spec.base)
     torch.manual_seed(spec.seed)  # the same initial weights on every rank
-    model = build_network(Genotype.from_json(spec.genotype_json), setting, spec.base,
-                          auxiliary=recipe.auxiliary_weight > 0).to(dist.device)  # fmt: skip
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr_max, momentum=recipe.momentum,
-                          weight_decay=recipe.weight_decay)  # fmt: skip
+    model = build_network(
+        Genotype.from_json(spec.genotype_json),
+        setting,
+        spec.base,
+        auxiliary=recipe.auxiliary_weight > 0,
+    ).to(dist.device)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr_max,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+    )
     train_loader, val_loader = make_imagenet_loaders(
-        Path(spec.data_dir), setting.resolution(spec.base), micro, dist.rank, dist.world_size,
-        spec.seed, spec.epoch_start, spec.workers,
-    )  # fmt: skip
+        Path(spec.data_dir),
+        setting.resolution(spec.base),
+        micro,
+        dist.rank,
+        dist.world_size,
+        spec.seed,
+        spec.epoch_start,
+        spec.workers,
+    )
     train_model: nn.Module = model
     if dist.world_size > 1:
         ids = [dist.device.index] if dist.device.type == "cuda" else None
         train_model = DistributedDataParallel(model, device_ids=ids)
-    run = _Run(spec, recipe, dist, model, train_model, opt, train_loader.dataset, val_loader,
-               _State(spec.epoch_start), started)  # fmt: skip
+    run = _Run(
+        spec,
+        recipe,
+        dist,
+        model,
+        train_model,
+        opt,
+        train_loader.dataset,
+        val_loader,
+        _State(spec.epoch_start),
+        started,
+    )
     _restore(run)
     return run
 

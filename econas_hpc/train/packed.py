@@ -94,10 +94,19 @@ def _data_key(spec: SegmentSpec, setting: Setting, device: torch.device) -> tupl
     recipe = spec.recipe
     subset_seed = spec.seed if setting.s else None  # the 1/s subset is drawn per network seed
     return (
-        spec.dataset, spec.data_dir, spec.synthetic_train, spec.synthetic_test, spec.base,
-        recipe.selection, recipe.val_fraction, recipe.cutout_length, setting.s, subset_seed,
-        setting.resolution(spec.base), str(device),
-    )  # fmt: skip
+        spec.dataset,
+        spec.data_dir,
+        spec.synthetic_train,
+        spec.synthetic_test,
+        spec.base,
+        recipe.selection,
+        recipe.val_fraction,
+        recipe.cutout_length,
+        setting.s,
+        subset_seed,
+        setting.resolution(spec.base),
+        str(device),
+    )
 
 
 def shared_data(spec: SegmentSpec, cache: DataCache) -> seg._Data:
@@ -168,8 +177,9 @@ def open_lane(
     torch.manual_seed(spec.seed)  # model initialisation, exactly as run_segment
     try:
         aux = spec.recipe.auxiliary_weight > 0
-        model = build_network(Genotype.from_json(spec.genotype_json), setting, spec.base,
-                              auxiliary=aux).to(device)  # fmt: skip
+        model = build_network(
+            Genotype.from_json(spec.genotype_json), setting, spec.base, auxiliary=aux
+        ).to(device)
     except UnbuildableGenotypeError:
         return seg.run_segment(spec)  # fails the same way and writes the "unbuildable" result
     state, opt = seg._restore(spec, model, device)
@@ -304,9 +314,12 @@ def _room_for_another(device: torch.device, per_lane: int) -> bool:
 
 
 def open_lanes(
-    specs: Sequence[SegmentSpec], todo: list[int], cache: DataCache,
-    done: dict[int, SegmentResult], errors: dict[int, EconasError] | None = None,
-) -> Iterator[tuple[int, Lane]]:  # fmt: skip
+    specs: Sequence[SegmentSpec],
+    todo: list[int],
+    cache: DataCache,
+    done: dict[int, SegmentResult],
+    errors: dict[int, EconasError] | None = None,
+) -> Iterator[tuple[int, Lane]]:
     """Open lanes for the indices at the front of `todo` (popping them) while the device has
     room; specs that need no training put their result in `done` instead, and so do specs whose
     set-up raised when `errors` collects the exceptions (see `run_packed`)."""
@@ -341,9 +354,10 @@ def _unstarted(spec: SegmentSpec, status: str, detail: str) -> SegmentResult:
 
 
 def run_packed(
-    specs: Sequence[SegmentSpec], stop: Callable[[], bool] | None = None,
+    specs: Sequence[SegmentSpec],
+    stop: Callable[[], bool] | None = None,
     errors: dict[int, EconasError] | None = None,
-) -> list[SegmentResult]:  # fmt: skip
+) -> list[SegmentResult]:
     """Train every spec's segment in this process, concurrently; results in `specs` order.
 
     Each network ends exactly as `run_segment(spec, stop)` would leave it (checkpoints, result

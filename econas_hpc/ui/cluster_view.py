@@ -14,9 +14,13 @@ from rich.markup import escape
 
 __all__ = ["faults_line", "live_line", "render_cluster"]
 
-_FAULTS = (("preemptions", "preemption"), ("timeouts", "time-limit requeue"),
-           ("node_failures", "node failure"), ("cancellations", "cancellation"),
-           ("crashes", "crash"))  # fmt: skip
+_FAULTS = (
+    ("preemptions", "preemption"),
+    ("timeouts", "time-limit requeue"),
+    ("node_failures", "node failure"),
+    ("cancellations", "cancellation"),
+    ("crashes", "crash"),
+)
 
 
 def _plural(count: int, word: str) -> str:

@@ -131,8 +131,10 @@ class SearchView:
 
     def _panel(self) -> Panel:
         of = f" of {self.cycles_total}" if self.cycles_total else ""
-        head = Text(f"{_cycle_name(self.cycle)}{of}: {self.done}/{self.planned} segments, "
-                    f"{self.failed} failed, {self.retries} retries")  # fmt: skip
+        head = Text(
+            f"{_cycle_name(self.cycle)}{of}: {self.done}/{self.planned} segments, "
+            f"{self.failed} failed, {self.retries} retries"
+        )
         bar = ProgressBar(total=max(self.planned, 1), completed=self.done, width=50)
         lines = Text("\n".join(self.recent) or "waiting for the first event...", style="dim")
         return Panel(Group(head, bar, lines), title=escape(self.title), title_align="left")
@@ -149,8 +151,11 @@ def _overview(run: Mapping[str, Any]) -> Table:
     best = run["pool_best"]
     segs = run["segments"]
     driver = run.get("driver")
-    table.add_row("progress", f"cycle {run['cycle']} of {run['cycles_total']} done "
-                  f"({run['phase']}), {run['networks']} networks")  # fmt: skip
+    table.add_row(
+        "progress",
+        f"cycle {run['cycle']} of {run['cycles_total']} done "
+        f"({run['phase']}), {run['networks']} networks",
+    )
     table.add_row("pools", ", ".join(f"{p} {pools[p]} (best {_score(best[p])})" for p in POOLS))
     table.add_row(
         "segments",
@@ -161,12 +166,25 @@ def _overview(run: Mapping[str, Any]) -> Table:
     if rank is not None:
         table.add_row("proxy rank", rank)
     table.add_row("device time", f"{run['gpu_hours']:.3f} h")
-    table.add_row("time left", f"about {format_duration(run['time_left_s'])}"
-                  if run["phase"] != "done" else "none: the search is done")  # fmt: skip
-    who = "none" if not driver else f"pid {driver['pid']} on {driver['host']}" + (
-        f", job {driver['job_id']}" if driver.get("job_id") else "")  # fmt: skip
-    table.add_row("driver", escape(f"{who}; executor {run.get('executor') or '?'}"
-                                   + ("; dry run" if run.get("dry_run") else "")))  # fmt: skip
+    table.add_row(
+        "time left",
+        f"about {format_duration(run['time_left_s'])}"
+        if run["phase"] != "done"
+        else "none: the search is done",
+    )
+    who = (
+        "none"
+        if not driver
+        else f"pid {driver['pid']} on {driver['host']}"
+        + (f", job {driver['job_id']}" if driver.get("job_id") else "")
+    )
+    table.add_row(
+        "driver",
+        escape(
+            f"{who}; executor {run.get('executor') or '?'}"
+            + ("; dry run" if run.get("dry_run") else "")
+        ),
+    )
     if run.get("loaded_from") and run["loaded_from"] != run["state"]:
         table.add_row("note", escape(f"main file unreadable; read {run['loaded_from']}"))
     return table
@@ -189,9 +207,11 @@ def _proxy_rank(run: Mapping[str, Any]) -> Text | None:
         if below:
             low.append(name)
     if low:
-        text.append(f"  WARNING: {' and '.join(low)} below {warn:.2f}: the cheap proxy ranks "
-                    "networks inconsistently; its pools may keep the wrong ones",
-                    style="bold red")  # fmt: skip
+        text.append(
+            f"  WARNING: {' and '.join(low)} below {warn:.2f}: the cheap proxy ranks "
+            "networks inconsistently; its pools may keep the wrong ones",
+            style="bold red",
+        )
     return text
 
 
@@ -212,22 +232,39 @@ def render_retrain(console: Console, rows: Sequence[Mapping[str, Any]], title: s
 
 
 def _retrain_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
-    table = Table(title=title or "final retraining (test error, mean ± std over finished seeds)",
-                  title_justify="left")  # fmt: skip
+    table = Table(
+        title=title or "final retraining (test error, mean ± std over finished seeds)",
+        title_justify="left",
+    )
     right = ("rank", "proxy", "params", "GPU h", "preempt")
-    for name in ("rank", "arch_id", "setting", "test error", "proxy", "params", "GPU h",
-                 "preempt", "status"):  # fmt: skip
+    for name in (
+        "rank",
+        "arch_id",
+        "setting",
+        "test error",
+        "proxy",
+        "params",
+        "GPU h",
+        "preempt",
+        "status",
+    ):
         # arch_id never wraps: it is what users copy into `train`/`inspect`.
-        table.add_column(name, justify="right" if name in right else "left",
-                         no_wrap=name == "arch_id")  # fmt: skip
+        table.add_column(
+            name, justify="right" if name in right else "left", no_wrap=name == "arch_id"
+        )
     for row in rows:
         params = row.get("params") or 0
         table.add_row(
-            str(row["rank"]), row["arch_id"], row["setting"], _mean_std(row),
-            _score(row.get("proxy_score")), f"{params / 1e6:.2f} M" if params else "-",
-            f"{row.get('gpu_hours') or 0.0:.2f}", str(row.get("preemptions", 0)),
+            str(row["rank"]),
+            row["arch_id"],
+            row["setting"],
+            _mean_std(row),
+            _score(row.get("proxy_score")),
+            f"{params / 1e6:.2f} M" if params else "-",
+            f"{row.get('gpu_hours') or 0.0:.2f}",
+            str(row.get("preemptions", 0)),
             ", ".join(row.get("statuses", ())),
-        )  # fmt: skip
+        )
     return table
 
 
@@ -240,8 +277,14 @@ def _leaders(best: Sequence[Mapping[str, Any]], title: str) -> Table:
     if retrained:
         table.add_column("retrained test error")
     for rank, net in enumerate(best, start=1):
-        cells = [str(rank), net["arch_id"], _score(net["score"]), str(net["segments"]),
-                 net.get("parent_id") or "-", str(net.get("born_cycle", ""))]  # fmt: skip
+        cells = [
+            str(rank),
+            net["arch_id"],
+            _score(net["score"]),
+            str(net["segments"]),
+            net.get("parent_id") or "-",
+            str(net.get("born_cycle", "")),
+        ]
         table.add_row(*cells, *((_mean_std(net.get("retrain")),) if retrained else ()))
     return table
 
@@ -267,8 +310,11 @@ def render_status(console: Console, runs: Sequence[Mapping[str, Any]]) -> None:
 def render_best(console: Console, best: Mapping[str, Any]) -> None:
     """Print a run's final genotypes (`summary.best_genotypes`): a table (with the retrained
     test error, mean ± std over seeds, once the run was retrained) and each literal."""
-    state = "complete" if best["complete"] else (
-        f"incomplete: {best['cycle']} of {best['cycles_total']} cycles done")  # fmt: skip
+    state = (
+        "complete"
+        if best["complete"]
+        else (f"incomplete: {best['cycle']} of {best['cycles_total']} cycles done")
+    )
     console.print(escape(f"{best['state']}: {state}"))
     if not best["networks"]:
         console.print("no network has finished all its segments yet")

@@ -56,10 +56,17 @@ def _settings_table(report: Mapping[str, Any]) -> Table:
     band, good = report["band"], set(report["good"])
     table = Table(title="rank consistency with the reference", title_justify="left")
     for name, justify in (
-        ("setting", "left"), ("ρ_sp", "right"), (f"tolerant ρ_sp (b={band:g})", "right"),
-        ("accel. (MACs×img×ep)", "right"), ("accel. (measured)", "right"), ("n", "right"),
-        ("excluded", "right"), ("pending", "right"), ("flips", "right"), ("mean acc %", "right"),
-    ):  # fmt: skip
+        ("setting", "left"),
+        ("ρ_sp", "right"),
+        (f"tolerant ρ_sp (b={band:g})", "right"),
+        ("accel. (MACs×img×ep)", "right"),
+        ("accel. (measured)", "right"),
+        ("n", "right"),
+        ("excluded", "right"),
+        ("pending", "right"),
+        ("flips", "right"),
+        ("mean acc %", "right"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in report["settings"]:
         mark = " [green](adopted)[/green]" if row["setting"] == report["adopted"] else ""
@@ -72,10 +79,17 @@ def _settings_table(report: Mapping[str, Any]) -> Table:
         if row["acceleration_measured"] is not None and row["measured_basis"] != "gpu_s":
             measured += " wall"
         table.add_row(
-            row["setting"] + mark, _fmt(row["rho_sp"]), _fmt(row["rho_sp_tolerant"]),
-            _ratio(row["acceleration"]), measured, str(row["ranked"]), excluded,
-            str(row["pending"]), str(row["flips"]), _fmt(row["mean_test_acc"], ".2f"),
-        )  # fmt: skip
+            row["setting"] + mark,
+            _fmt(row["rho_sp"]),
+            _fmt(row["rho_sp_tolerant"]),
+            _ratio(row["acceleration"]),
+            measured,
+            str(row["ranked"]),
+            excluded,
+            str(row["pending"]),
+            str(row["flips"]),
+            _fmt(row["mean_test_acc"], ".2f"),
+        )
     return table
 
 
@@ -87,17 +101,20 @@ def _lines_table(lines: Sequence[Mapping[str, Any]]) -> Table:
     table.add_column("ρ_e", justify="right")
     for line in lines:
         table.add_row(
-            line["factor"], " → ".join(line["settings"]),
-            ", ".join(f"{v:.3f}" for v in line["rho_sp"]), _fmt(line["rho_e"], "+.2f"),
-        )  # fmt: skip
+            line["factor"],
+            " → ".join(line["settings"]),
+            ", ".join(f"{v:.3f}" for v in line["rho_sp"]),
+            _fmt(line["rho_e"], "+.2f"),
+        )
     return table
 
 
 def render_zoo_report(console: Console, report: Mapping[str, Any]) -> None:
     """`zoo report`: the dict of `study.report.zoo_report`."""
     ref = report["reference"]
-    console.print(f"[bold]zoo {escape(str(report.get('zoo', '')))}[/bold]: "
-                  f"{report['networks']} networks")  # fmt: skip
+    console.print(
+        f"[bold]zoo {escape(str(report.get('zoo', '')))}[/bold]: {report['networks']} networks"
+    )
     for note in report["warnings"]:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     if ref is None:

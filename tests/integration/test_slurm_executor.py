@@ -38,9 +38,15 @@ OPTIONS = ClusterOptions(
 def item(root: Path, index: int, **extra: Any) -> WorkItem:
     run_dir = root / f"net{index}"
     spec = {
-        "arch_id": GENOTYPE.arch_id, "genotype_json": GENOTYPE.to_json(), "segment": 1,
-        "seed": index, "run_dir": str(run_dir), "epoch_start": 0, "epoch_end": 20, **extra,
-    }  # fmt: skip
+        "arch_id": GENOTYPE.arch_id,
+        "genotype_json": GENOTYPE.to_json(),
+        "segment": 1,
+        "seed": index,
+        "run_dir": str(run_dir),
+        "epoch_start": 0,
+        "epoch_end": 20,
+        **extra,
+    }
     name = f"econas-it{root.name[-6:]}-{GENOTYPE.arch_id}-s{index}"
     return WorkItem(name, "dryrun", spec, str(run_dir / "result-e000-020.json"))
 

@@ -89,14 +89,24 @@ class ImageNetRankTask(submitit.helpers.Checkpointable):
 
 
 def _nodes_in_cluster() -> int:
-    out = subprocess.run(["sinfo", "-h", "-p", "gpu", "-o", "%D"], capture_output=True,
-                         text=True, check=True, timeout=20).stdout  # fmt: skip
+    out = subprocess.run(
+        ["sinfo", "-h", "-p", "gpu", "-o", "%D"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    ).stdout
     return int(out.split()[0])
 
 
 def _cpus_per_node() -> int:
-    out = subprocess.run(["sinfo", "-h", "-p", "gpu", "-o", "%c"], capture_output=True,
-                         text=True, check=True, timeout=20).stdout  # fmt: skip
+    out = subprocess.run(
+        ["sinfo", "-h", "-p", "gpu", "-o", "%c"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    ).stdout
     return int(out.split()[0].rstrip("+"))
 
 
@@ -110,10 +120,16 @@ def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> Non
 
 def _spec(data: Path, run_dir: Path) -> ImageNetSpec:
     return ImageNetSpec(
-        genotype_json=get_builtin("darts_v2").to_json(), run_dir=str(run_dir),
-        data_dir=str(data), global_batch=8, seed=5, overrides=OVERRIDES, base=TINY, workers=0,
+        genotype_json=get_builtin("darts_v2").to_json(),
+        run_dir=str(run_dir),
+        data_dir=str(data),
+        global_batch=8,
+        seed=5,
+        overrides=OVERRIDES,
+        base=TINY,
+        workers=0,
         device="cpu",
-    )  # fmt: skip
+    )
 
 
 def _reference(spec_dict: dict[str, Any]) -> None:
@@ -124,9 +140,14 @@ def _reference(spec_dict: dict[str, Any]) -> None:
 def _submit(folder: Path, spec: ImageNetSpec, nodes: int, tasks: int) -> submitit.Job[Any]:
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=5)
     executor.update_parameters(
-        slurm_partition="gpu", nodes=nodes, tasks_per_node=tasks, timeout_min=60,
-        cpus_per_task=_cpus_per_node() // tasks, mem_gb=1, name="econas-test-imagenet-ddp",
-    )  # fmt: skip
+        slurm_partition="gpu",
+        nodes=nodes,
+        tasks_per_node=tasks,
+        timeout_min=60,
+        cpus_per_task=_cpus_per_node() // tasks,
+        mem_gb=1,
+        name="econas-test-imagenet-ddp",
+    )
     return executor.submit(ImageNetRankTask(), spec.to_dict())
 
 
@@ -134,10 +155,26 @@ def _preempt_with_high_job(job_id: str, nodes: int) -> str:
     """Submit a `high` job that needs the CPUs the training holds; return its id."""
     cpus = _cpus_per_node()
     out = subprocess.run(
-        ["sbatch", "--parsable", "-p", "high", "-N", str(nodes), "-n", str(nodes),
-         f"--cpus-per-task={cpus}", "-J", f"econas-test-preemptor-{job_id}", "--wrap", "sleep 3"],
-        capture_output=True, text=True, check=True, timeout=20,
-    ).stdout  # fmt: skip
+        [
+            "sbatch",
+            "--parsable",
+            "-p",
+            "high",
+            "-N",
+            str(nodes),
+            "-n",
+            str(nodes),
+            f"--cpus-per-task={cpus}",
+            "-J",
+            f"econas-test-preemptor-{job_id}",
+            "--wrap",
+            "sleep 3",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    ).stdout
     return out.strip().split(";")[0]
 
 
@@ -210,8 +247,19 @@ def test_more_gpus_than_the_partition_has_is_one_line_exit_2(
     from econas_hpc.cli import main
 
     state = _finished_run(tmp_path)
-    argv = ["retrain", str(state), "--top", "1", "--setting", "c8r4s0e1", "--partition", "gpu",
-            "--gpus-per-node", "64", "--no-wait"]  # fmt: skip
+    argv = [
+        "retrain",
+        str(state),
+        "--top",
+        "1",
+        "--setting",
+        "c8r4s0e1",
+        "--partition",
+        "gpu",
+        "--gpus-per-node",
+        "64",
+        "--no-wait",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Requested node configuration is not available" in err, err
@@ -226,8 +274,22 @@ def test_imagenet_job_with_more_gpus_than_the_partition_has(
     if "imagenet" not in tasks.KINDS:
         pytest.skip("cluster/tasks.py has no 'imagenet' work-item kind yet (see issue 8 notes)")
     data = write_synthetic_imagenet(tmp_path / "imagenet", classes=4, per_class=8, size=32)
-    argv = ["train", "darts_v2", "--dataset", "imagenet", "--data", str(data), "--nodes", "1",
-            "--gpus-per-node", "64", "--partition", "gpu", "--run-dir", str(tmp_path)]  # fmt: skip
+    argv = [
+        "train",
+        "darts_v2",
+        "--dataset",
+        "imagenet",
+        "--data",
+        str(data),
+        "--nodes",
+        "1",
+        "--gpus-per-node",
+        "64",
+        "--partition",
+        "gpu",
+        "--run-dir",
+        str(tmp_path),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Requested node configuration is not available" in err, err
