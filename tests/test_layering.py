@@ -25,6 +25,7 @@ PURE_PREFIXES = (
     "econas_hpc.space",
     "econas_hpc.settings",
     "econas_hpc.errors",
+    "econas_hpc.fsio",
     "econas_hpc.search.evolution",
     "econas_hpc.search.dryrun",
 )
