@@ -38,7 +38,8 @@ from econas_hpc.train.distributed import (
     launch_local,
     master_port_for,
 )
-from econas_hpc.train.imagenet import plan_epoch, rank_indices, run_imagenet
+from econas_hpc.train.imagenet import run_imagenet
+from econas_hpc.train.imagenet_plan import plan_epoch, rank_indices
 from econas_hpc.train.imagenet_spec import (
     ImageNetSpec,
     imagenet_result_path,

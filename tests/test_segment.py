@@ -261,7 +261,7 @@ def test_finished_segment_is_returned_without_training(
     def no_training(*args: object) -> None:
         raise AssertionError("a finished segment was trained again")
 
-    monkeypatch.setattr("econas_hpc.train.segment._load_data", no_training)
+    monkeypatch.setattr("econas_hpc.train.segment.load_data", no_training)
     assert run_segment(spec) == first
     monkeypatch.undo()
     # A crash between the final checkpoint and the result file: rebuilt from the checkpoint.

@@ -6,20 +6,21 @@ Owns:
   (a Python-float lr would be baked into the graph as a kernel argument).
   Its `state_dict` is SGD's, so checkpoints move freely between the graph and eager trainers.
 - `GraphedNetwork`: the captured training steps and eval forwards of one network, one graph per
-  batch size an epoch uses (the last batch is smaller), with static input buffers, warm-up on a
-  side stream before capture (as the PyTorch CUDA-graph docs require), the warm-up's training
-  undone afterwards, and an eager fallback for any other shape.
+  batch size an epoch uses (the last batch is smaller), with static input buffers, warm-up and
+  capture on the network's own stream (not the default capture stream every graph would
+  share, with its cuBLAS workspace: pytorch issue 193402), the warm-up's training undone
+  afterwards, an eager fallback for any other shape, and a count of the replays.
 - `count_syncs`: how many host synchronisations a callable issues (torch's sync debug mode).
 - `preserved`: a snapshot of tensors restored in place on exit (undoes the warm-up's training).
 
-What a graph replays is exactly the step function the caller hands in (`segment._step` for
+What a graph replays is exactly the step function the caller hands in (`SegmentRun.step` for
 packed training), so the graph and eager paths compute the same thing. The one difference is
 the optimizer kernel on CUDA: the update here is torch's fused SGD kernel (it reads a device lr),
 while eager SGD uses the foreach kernels, which round the momentum update in two steps. On the
 CPU `DeviceLRSGD` runs torch's default kernel, so the whole path is bit for bit equal there.
 
 Must not: choose data, seeds or schedules (the caller does); torch.compile per architecture (it
-costs more than a whole segment, docs/performance.md). `capture` and `count_syncs` need CUDA;
+costs more than a whole segment, docs/performance.md). `count_syncs` needs CUDA; off it
 an uncaptured `GraphedNetwork` runs every step eagerly (the CPU tests use that).
 """
 
@@ -193,6 +194,7 @@ class GraphedNetwork:
         self._train: dict[int, _Captured] = {}
         self._eval: dict[int, _Captured] = {}
         self._eager_forward = model.forward
+        self.replays = 0  # graph launches so far, training and evaluation
 
     def _inputs(self, batch: int) -> torch.Tensor:
         # Zeros, not empty: the warm-up must not feed NaN garbage through cuDNN.
@@ -207,10 +209,11 @@ class GraphedNetwork:
         self.model.train(was)
         return logits
 
-    def _warm_up(self, train: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Eager runs of every shape on a side stream (lazy initialisation happens here)."""
+    def _warm_up(
+        self, train: dict[int, tuple[torch.Tensor, torch.Tensor]], side: torch.cuda.Stream
+    ) -> None:
+        """Eager runs of every shape on the capture stream (lazy initialisation happens here)."""
         device = self.acc.device
-        side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for i, (x, y) in enumerate(train.values()):
@@ -220,10 +223,16 @@ class GraphedNetwork:
                 self._eval_body(self._inputs(batch))
         torch.cuda.current_stream(device).wait_stream(side)
 
-    def capture(self) -> float:
-        """Capture every shape's graph; returns seconds. The model, optimizer and accumulator
-        end exactly as they were: the warm-up's training is undone from a snapshot."""
+    def capture(self, stream: torch.cuda.Stream | None = None) -> float:
+        """Capture every shape's graph on `stream` (default: a new pool stream), warm-up
+        included; returns seconds. The model, optimizer and accumulator end exactly as they
+        were: the warm-up's training is undone from a snapshot. Off CUDA nothing is captured
+        (every step then runs eagerly) and 0.0 is returned.
+        """
+        if self.acc.device.type != "cuda":
+            return 0.0
         started = time.perf_counter()
+        stream = torch.cuda.Stream(self.acc.device) if stream is None else stream
         was = self.model.training
         self.model.train()
         train = {
@@ -231,17 +240,17 @@ class GraphedNetwork:
             for b in self.shapes.train
         }
         with preserved(mutable_state(self.model, self.opt, self.acc)):
-            self._warm_up(train)
+            self._warm_up(train, stream)
             pool = None
             for batch, (x, y) in train.items():
                 # Grads are allocated inside each capture (from the pool): start from None.
                 self.opt.zero_grad(set_to_none=True)
-                graph, _ = _capture(partial(self._step, x, y), pool)
+                graph, _ = _capture(partial(self._step, x, y), pool, stream)
                 self._train[batch], pool = _Captured(graph, x, y), pool or graph.pool()
             pool = None
             for batch in self.shapes.eval:
                 x = self._inputs(batch)
-                graph, logits = _capture(partial(self._eval_body, x), pool)
+                graph, logits = _capture(partial(self._eval_body, x), pool, stream)
                 self._eval[batch], pool = _Captured(graph, x, logits=logits), pool or graph.pool()
         self.model.train(was)
         return time.perf_counter() - started
@@ -257,18 +266,20 @@ class GraphedNetwork:
         assert captured.y is not None
         captured.y.copy_(y)
         captured.graph.replay()
+        self.replays += 1
 
     def eval_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None] | None:
         """Replayed eval logits when the shape was captured, else None.
 
         The logits live in a static buffer the next replay may overwrite: enqueue the work that
-        reads them on the same stream before replaying again (segment._accuracy does).
+        reads them on the same stream before replaying again (`SegmentRun.accuracy` does).
         """
         captured = self._eval.get(x.shape[0])
         if captured is None or captured.x.shape != x.shape:
             return None
         captured.x.copy_(x)
         captured.graph.replay()
+        self.replays += 1
         assert captured.logits is not None
         return captured.logits, None
 
@@ -293,11 +304,16 @@ class GraphedNetwork:
         self.model.__dict__.pop("forward", None)  # the closure also closes a reference cycle
 
 
-def _capture(body: Callable[[], _T], pool: Any) -> tuple[torch.cuda.CUDAGraph, _T]:
-    """A graph of `body` (allocating from `pool`, or a new pool) and what `body` returned."""
+def _capture(
+    body: Callable[[], _T], pool: Any, stream: torch.cuda.Stream
+) -> tuple[torch.cuda.CUDAGraph, _T]:
+    """A graph of `body` captured on `stream` (allocating from `pool`, or a new pool) and what
+    `body` returned."""
     graph = torch.cuda.CUDAGraph()
     # thread_local: a DataLoader pin-memory thread elsewhere must not invalidate the capture.
-    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+    # stream: each network's own; the shared default capture stream keys one cuBLAS workspace
+    # for every graph captured on it (pytorch issue 193402).
+    with torch.cuda.graph(graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
         result = body()
     return graph, result
 

@@ -1,21 +1,20 @@
 """ImageNet transfer (spec 4.3, 6.4): epochs [a, b) of the 150-epoch recipe on N x G processes.
 
-This module owns `run_imagenet`, the DistributedDataParallel trainer that every process of a
-job runs, and the per-rank step plan. What to train, the result and the batch / learning-rate
-rule (lr_max = 0.8 x B / 2048, warm-up from 0.2 x B / 2048) are in `imagenet_spec.py`.
-The recipe: SGD momentum 0.9, weight decay 3e-5, label smoothing 0.1, auxiliary weight 0.4,
-gradient clipping at norm 5, linear warm-up over 2 epochs then cosine to 0 (spec 6.4, 12 #19).
+Owns `run_imagenet`, the DistributedDataParallel trainer every process of a job runs, and its
+`ImageNetRun` (a `loop.StepLoop`). The per-rank plan is in `imagenet_plan.py`; what to train, the
+result and the batch / lr rule (lr_max = 0.8 x B / 2048, warm-up from 0.2 x B / 2048) in
+`imagenet_spec.py`. Recipe: SGD momentum 0.9, weight decay 3e-5, label smoothing 0.1, auxiliary
+weight 0.4, clipping at norm 5, linear warm-up over 2 epochs then cosine to 0 (spec 6.4, 12 #19).
 
-Exactness. The order of an epoch is `ShardOrder(seed, epoch)` (data/imagenet.py): at step k the
-processes together see positions [kB, (k+1)B) of one permutation, whatever the process count.
-Micro-batch m of process r takes every (processes x K)-th of them, and every sample's
-augmentation is seeded by (seed, epoch, index); so a run depends on B and on processes x K (the
-BatchNorm group size), not on how the replicas are laid out. Checkpoints are written by rank 0
-only (atomically, train/checkpoint.py) at every epoch end and at a stop; every rank resumes
-from the file rank 0 chose, skipping the steps already done. Learning rates come from `lr_at`.
-
-Stopping. `stop()` is polled by every rank after every step and OR-ed over ranks (a gloo
+Exactness. At step k the processes together see positions [kB, (k+1)B) of one permutation
+(`ShardOrder(seed, epoch)`), whatever the process count. Micro-batch m of process r takes every
+(processes x K)-th of them, and every sample's augmentation is seeded by (seed, epoch, index);
+so a run depends on B and on processes x K (the BatchNorm group size), not on the layout.
+Rank 0 alone writes checkpoints (atomically, train/checkpoint.py) at every epoch end and at a
+stop; every rank resumes from the file rank 0 chose. Learning rates come from `lr_at`.
+Stopping: `stop()` is polled by every rank after every step and OR-ed over ranks (a gloo
 all-reduce), so all ranks stop after the same step, rank 0 saves, and all return "interrupted".
+
 Must not: import h5py or submitit, exit, install signal handlers.
 """
 
@@ -28,8 +27,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from econas_hpc.data.augment import mix_seed
-from econas_hpc.data.imagenet import ShardOrder, make_imagenet_loaders
+from econas_hpc.data.imagenet import make_imagenet_loaders
 from econas_hpc.errors import CheckpointError
 from econas_hpc.nn.cost import count_params
 from econas_hpc.nn.network import build_network
@@ -47,6 +46,7 @@ from econas_hpc.settings import Recipe, Setting, lr_at
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.train import checkpoint as ckpt
 from econas_hpc.train.distributed import Dist, DistEnv, detect_env, resolve_device
+from econas_hpc.train.imagenet_plan import SeededSamples, plan_epoch, rank_indices
 from econas_hpc.train.imagenet_spec import (
     METRICS,
     ImageNetResult,
@@ -55,60 +55,23 @@ from econas_hpc.train.imagenet_spec import (
     resolve_batch,
     scaled_recipe,
 )
+from econas_hpc.train.loop import LoopState, Stop, drive, fresh_metrics
 
-__all__ = ["ImageNetResult", "ImageNetSpec", "plan_epoch", "rank_indices", "run_imagenet"]
+__all__ = ["ImageNetResult", "ImageNetRun", "ImageNetSpec", "run_imagenet"]
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = "1"
 
 
-def rank_indices(n: int, seed: int, epoch: int, env: DistEnv) -> list[int]:
-    """This rank's share of epoch `epoch`'s permutation of range(n) (ShardOrder, padded)."""
-    order = ShardOrder(n, env.rank, env.world_size, seed, shuffle=True)
-    order.set_epoch(epoch)
-    return order.indices()
+@dataclass(slots=True, eq=False)
+class ImageNetRun:
+    """One rank's part of the epochs in progress: the `loop.StepLoop` that `loop.drive` steps.
 
-
-def plan_epoch(indices: Sequence[int], per_process: int, accumulate: int) -> list[list[list[int]]]:
-    """A rank's indices as steps x micro-batches: `per_process` per step, each step split into
-    `accumulate` strided micro-batches (micro-batch m takes every `accumulate`-th index from m).
-
-    Every rank gets the same number of steps of the same sizes (ShardOrder pads by wrapping).
+    `state.acc` holds [loss sum, samples, non-finite steps], this rank's part; `wall_s` sums the
+    earlier attempts' wall time (rank 0's clock).
     """
-    steps = [list(indices[i : i + per_process]) for i in range(0, len(indices), per_process)]
-    return [[s[m::accumulate] for m in range(accumulate) if s[m::accumulate]] for s in steps]
 
-
-class _SeededSamples(Dataset[Any]):
-    """`dataset[i]` with its random augmentation seeded by (seed, epoch, i): rank-independent."""
-
-    def __init__(self, dataset: Dataset[Any], seed: int, epoch: int) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> Any:
-        # torchvision's random transforms draw from the global CPU generator; fork it so the
-        # caller's stream is untouched (workers = 0 runs this in the training process).
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(mix_seed(self.seed, self.epoch, index))
-            return self.dataset[index]
-
-
-@dataclass(slots=True)
-class _State:
-    epoch: int
-    step: int = 0
-    metrics: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in METRICS})
-    acc: torch.Tensor | None = None  # [loss sum, samples, non-finite steps], this rank's part
-    resumes: int = 0
-    wall_s: float = 0.0  # earlier attempts, summed over ranks' wall time / world size
-
-
-@dataclass(slots=True)
-class _Run:
     spec: ImageNetSpec
     recipe: Recipe
     dist: Dist
@@ -117,8 +80,32 @@ class _Run:
     opt: torch.optim.Optimizer
     train_set: Dataset[Any]
     val_loader: DataLoader[Any]
-    state: _State
+    state: LoopState
     started: float
+
+    @property
+    def end(self) -> int:
+        return self.spec.end
+
+    @property
+    def name(self) -> str:
+        return f"imagenet rank {self.dist.rank}"
+
+    def save(self) -> None:
+        _save(self)
+
+    def train_steps(self, stop: Stop = None, limit: int | None = None) -> bool:
+        return _train_epoch(self, stop, limit)
+
+    def end_epoch(self) -> bool:
+        return _end_epoch(self)
+
+    def finish(self, status: str, detail: str = "") -> ImageNetResult:
+        return _finish(self, status, detail)
+
+    def stop_requested(self, stop: Stop) -> bool:
+        """True on every rank when any rank's `stop()` is (a gloo all-reduce)."""
+        return self.dist.any(bool(stop and stop()))
 
 
 def _expect(spec: ImageNetSpec, recipe: Recipe) -> dict[str, str]:
@@ -138,7 +125,7 @@ def _checkpoint_dir(spec: ImageNetSpec) -> Path:
     return Path(spec.run_dir) / "checkpoints"
 
 
-def _save(run: _Run) -> None:
+def _save(run: ImageNetRun) -> None:
     """Rank 0 writes the position, weights, optimizer and the ranks' summed accumulators."""
     st = run.state
     acc = None if st.acc is None else run.dist.sum_(st.acc.clone()).cpu()
@@ -175,7 +162,7 @@ def _load_agreed(spec: ImageNetSpec, recipe: Recipe, dist: Dist) -> dict[str, An
     return payload
 
 
-def _restore(run: _Run) -> None:
+def _restore(run: ImageNetRun) -> None:
     """Continue from the agreed checkpoint: this segment's own, or the previous one's end."""
     spec, a, b = run.spec, run.spec.epoch_start, run.spec.end
     found = _load_agreed(spec, run.recipe, run.dist)
@@ -210,9 +197,9 @@ def _restore(run: _Run) -> None:
         log.info("resuming epochs [%d, %d) at epoch %d step %d", a, b, *pos)
 
 
-def _micro_loader(run: _Run, plan: list[list[list[int]]], start: int) -> Iterator[Any]:
+def _micro_loader(run: ImageNetRun, plan: list[list[list[int]]], start: int) -> Iterator[Any]:
     batches = [micro for step in plan[start:] for micro in step]
-    dataset = _SeededSamples(run.train_set, run.spec.seed, run.state.epoch)
+    dataset = SeededSamples(run.train_set, run.spec.seed, run.state.epoch)
     loader = DataLoader(
         dataset,
         batch_sampler=batches,
@@ -222,7 +209,7 @@ def _micro_loader(run: _Run, plan: list[list[list[int]]], start: int) -> Iterato
     return iter(loader)
 
 
-def _loss(run: _Run, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _loss(run: ImageNetRun, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to backpropagate, main-head loss) of one micro-batch."""
     smoothing, weight = run.recipe.label_smoothing, run.recipe.auxiliary_weight
     logits, aux = run.train_model(x)
@@ -232,7 +219,7 @@ def _loss(run: _Run, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, to
     return main + weight * nn.functional.cross_entropy(aux, y, label_smoothing=smoothing), main
 
 
-def _step(run: _Run, micros: list[tuple[torch.Tensor, torch.Tensor]], lr: float) -> None:
+def _step(run: ImageNetRun, micros: list[tuple[torch.Tensor, torch.Tensor]], lr: float) -> None:
     """One optimizer step over this rank's micro-batches; DDP averages over ranks."""
     acc, device = run.state.acc, run.dist.device
     assert acc is not None
@@ -254,8 +241,9 @@ def _step(run: _Run, micros: list[tuple[torch.Tensor, torch.Tensor]], lr: float)
     run.opt.step()
 
 
-def _train_epoch(run: _Run, stop: Callable[[], bool] | None) -> bool:
-    """Train the rest of the current epoch; True when some rank asked to stop before its end."""
+def _train_epoch(run: ImageNetRun, stop: Stop, limit: int | None) -> bool:
+    """Train the rest of the current epoch (at most `limit` steps); True when it returned before
+    the epoch's end (the limit, or some rank asked to stop)."""
     st, spec = run.state, run.spec
     _, micro = resolve_batch(spec.global_batch, run.dist.world_size, spec.accumulate)
     n = len(run.train_set)  # type: ignore[arg-type]
@@ -265,19 +253,19 @@ def _train_epoch(run: _Run, stop: Callable[[], bool] | None) -> bool:
         st.acc = torch.zeros(3, dtype=torch.float64, device=run.dist.device)
     run.train_model.train()
     run.model.drop_path_prob = run.recipe.drop_path_max * st.epoch / run.recipe.epochs  # type: ignore[assignment]
-    batches = _micro_loader(run, plan, st.step)
+    batches, first = _micro_loader(run, plan, st.step), st.step
     for step in range(st.step, len(plan)):
         micros = [next(batches) for _ in plan[step]]
         if run.recipe.drop_path_max > 0:  # drop path (off in the recipe) uses the global RNG
             torch.manual_seed(mix_seed(spec.seed, st.epoch, step, run.dist.rank))
         _step(run, micros, lr_at(run.recipe, st.epoch, step, len(plan)))
         st.step = step + 1
-        if st.step < len(plan) and run.dist.any(bool(stop and stop())):
+        if st.step < len(plan) and (st.step - first == limit or run.stop_requested(stop)):
             return True
     return False
 
 
-def _evaluate(run: _Run) -> tuple[float, float]:
+def _evaluate(run: ImageNetRun) -> tuple[float, float]:
     """(top-1, top-5) validation accuracy in percent over every rank's share."""
     counts = torch.zeros(3, dtype=torch.float64, device=run.dist.device)
     run.model.eval()
@@ -293,7 +281,7 @@ def _evaluate(run: _Run) -> tuple[float, float]:
     return 100.0 * correct1 / max(1.0, n), 100.0 * correct5 / max(1.0, n)
 
 
-def _end_epoch(run: _Run) -> bool:
+def _end_epoch(run: ImageNetRun) -> bool:
     """Measure and checkpoint the finished epoch; False when its loss was not finite."""
     st = run.state
     assert st.acc is not None
@@ -314,7 +302,7 @@ def _end_epoch(run: _Run) -> bool:
     return True
 
 
-def _finish(run: _Run, status: str, detail: str = "") -> ImageNetResult:
+def _finish(run: ImageNetRun, status: str, detail: str = "") -> ImageNetResult:
     st, world = run.state, run.dist.world_size
     # Rank 0's clock, so that every rank returns the same result.
     wall = float(run.dist.broadcast(st.wall_s + time.perf_counter() - run.started))
@@ -342,7 +330,7 @@ def _finish(run: _Run, status: str, detail: str = "") -> ImageNetResult:
     return result
 
 
-def _build(spec: ImageNetSpec, dist: Dist, started: float) -> _Run:
+def _build(spec: ImageNetSpec, dist: Dist, started: float) -> ImageNetRun:
     recipe = scaled_recipe(spec, dist.world_size)
     _, micro = resolve_batch(spec.global_batch, dist.world_size, spec.accumulate)
     setting = Setting.parse(spec.setting, spec.base)
@@ -373,17 +361,10 @@ def _build(spec: ImageNetSpec, dist: Dist, started: float) -> _Run:
     if dist.world_size > 1:
         ids = [dist.device.index] if dist.device.type == "cuda" else None
         train_model = DistributedDataParallel(model, device_ids=ids)
-    run = _Run(
-        spec,
-        recipe,
-        dist,
-        model,
-        train_model,
-        opt,
-        train_loader.dataset,
-        val_loader,
-        _State(spec.epoch_start),
-        started,
+    state = LoopState(spec.epoch_start, metrics=fresh_metrics(METRICS))
+    train_set = train_loader.dataset
+    run = ImageNetRun(
+        spec, recipe, dist, model, train_model, opt, train_set, val_loader, state, started
     )
     _restore(run)
     return run
@@ -410,16 +391,6 @@ def run_imagenet(
         return ImageNetResult.from_dict(json.loads(path.read_text()))
     dist = Dist(env, resolve_device(spec.device, env.local_rank))
     try:
-        run = _build(spec, dist, started)
-        st = run.state
-        while st.epoch < spec.end:
-            if _train_epoch(run, stop):
-                _save(run)
-                return _finish(run, "interrupted", f"stopped at epoch {st.epoch} step {st.step}")
-            if not _end_epoch(run):
-                return _finish(run, "diverged", f"non-finite training loss in epoch {st.epoch}")
-            if st.epoch < spec.end and dist.any(bool(stop and stop())):
-                return _finish(run, "interrupted", f"stopped after epoch {st.epoch}")
-        return _finish(run, "ok")
+        return drive(_build(spec, dist, started), stop)
     finally:
         dist.close()

@@ -1,12 +1,13 @@
 """Train K segments at once in one process: the data loaded once, each network still on its own.
 
 Owns `run_packed`, the per-network `Lane` and the round-robin loop that drives the lanes. The
-per-network state machine is `segment.py`'s (`_restore`, `_step`, `_end_epoch`, `_save`,
-`_finish`): a lane is a `segment._Run`, so every lane reads and writes exactly the checkpoints
-and result files `run_segment` would, and can be resumed by either trainer.
+per-network state machine is `segment.SegmentRun`'s public steps (`open_run`, `train_steps`,
+`loop.close_epoch`, `loop.interrupt`): a lane holds one, so every lane reads and writes exactly
+the checkpoints and result files `run_segment` would, and can be resumed by either trainer.
 
-- CPU: lanes take one step each per round through `segment._train_steps` (asked to stop after
-  one step), so each network gets bit for bit what `run_segment` gives it alone; the saving is
+- CPU: lanes take one step each per round (`SegmentRun.train_steps(limit=1)`, the epoch's
+  order drawn once per epoch), so each network gets bit for bit what `run_segment` gives it
+  alone; the saving is
   the dataset, loaded and held once for all lanes that share it. (`open_lane(graphs=True)` runs
   the graph path's plumbing eagerly on the CPU, also bit for bit: tests use it.)
 - CUDA: each lane has its own stream and CUDA graphs of its steps and eval forwards
@@ -31,19 +32,25 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
 
 from econas_hpc.data.augment import epoch_order
-from econas_hpc.errors import EconasError, UnbuildableGenotypeError
-from econas_hpc.nn.network import build_network
+from econas_hpc.errors import EconasError
 from econas_hpc.settings import Setting, lr_at
-from econas_hpc.space.genotype import Genotype
-from econas_hpc.train import SegmentResult, SegmentSpec, read_result
-from econas_hpc.train import segment as seg
+from econas_hpc.train import SegmentResult, SegmentSpec
 from econas_hpc.train.graphs import DeviceLRSGD, GraphedNetwork, GraphShapes
+from econas_hpc.train.loop import close_epoch, interrupt
+from econas_hpc.train.segment import (
+    SegmentRun,
+    open_run,
+    resolve_device,
+    step_seeds,
+    unstarted_result,
+)
+from econas_hpc.train.segment_data import SegmentData, load_data
+from econas_hpc.train.streams import lane_streams
 
 __all__ = [
     "Lane",
@@ -62,14 +69,14 @@ log = logging.getLogger(__name__)
 MEMORY_HEADROOM = 0.15
 EPOCH_END_THREADS = 8  # CUDA lanes closing their epochs at once (evaluation + checkpoint)
 
-DataCache = dict[tuple[Any, ...], "seg._Data"]
+DataCache = dict[tuple[Any, ...], SegmentData]
 
 
 @dataclass(slots=True)
 class Lane:
-    """One network of a pack: its `segment._Run` plus the CUDA machinery of the graph path."""
+    """One network of a pack: its `segment.SegmentRun` plus the CUDA machinery of the graph path."""
 
-    run: seg._Run
+    run: SegmentRun
     setup_s: float  # build + restore + capture, this lane alone (the shared data excluded)
     stream: torch.cuda.Stream | None = None
     graphs: GraphedNetwork | None = None
@@ -79,18 +86,12 @@ class Lane:
     result: SegmentResult | None = None
 
 
-def _one_step() -> bool:
-    # `segment._train_steps` polls its stop callback after every step but an epoch's last:
-    # answering True makes it train exactly one step.
-    return True
-
-
 def _stream_ctx(lane: Lane) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext() if lane.stream is None else torch.cuda.stream(lane.stream)
 
 
 def _data_key(spec: SegmentSpec, setting: Setting, device: torch.device) -> tuple[Any, ...]:
-    """Everything `segment._load_data` reads: lanes with equal keys share one device copy."""
+    """Everything `segment_data.load_data` reads: lanes with equal keys share one device copy."""
     recipe = spec.recipe
     subset_seed = spec.seed if setting.s else None  # the 1/s subset is drawn per network seed
     return (
@@ -109,17 +110,22 @@ def _data_key(spec: SegmentSpec, setting: Setting, device: torch.device) -> tupl
     )
 
 
-def shared_data(spec: SegmentSpec, cache: DataCache) -> seg._Data:
+def shared_data(spec: SegmentSpec, cache: DataCache) -> SegmentData:
     """`spec`'s device-resident dataset, loaded once per distinct `_data_key` into `cache`."""
-    device = seg._resolve_device(spec.device)
-    setting = Setting.parse(spec.setting, spec.base)
+    device = resolve_device(spec.device)
+    return _cached_load(cache, spec, Setting.parse(spec.setting, spec.base), device)
+
+
+def _cached_load(
+    cache: DataCache, spec: SegmentSpec, setting: Setting, device: torch.device
+) -> SegmentData:
     key = _data_key(spec, setting, device)
     if key not in cache:
-        cache[key] = seg._load_data(spec, setting, device)
+        cache[key] = load_data(spec, setting, device)
     return cache[key]
 
 
-def _graph_shapes(run: seg._Run) -> GraphShapes:
+def _graph_shapes(run: SegmentRun) -> GraphShapes:
     recipe, spec = run.spec.recipe, run.spec
     sizes = [pair[1].numel() for pair in (run.data.sel, run.data.test)]
     return GraphShapes(
@@ -131,8 +137,8 @@ def _graph_shapes(run: seg._Run) -> GraphShapes:
 
 def _attach_graphs(lane: Lane) -> None:
     """Move the lane to the graph path: device-lr optimizer, static accumulator, and on CUDA
-    its own stream and the captured steps and eval forwards (elsewhere the path runs eager).
-    """
+    a stream of its own (`streams.lane_streams`) on which its steps and eval forwards are
+    warmed up and captured (elsewhere the path runs eagerly)."""
     run = lane.run
     device = run.device
     run.opt = DeviceLRSGD.from_sgd(run.opt, device)  # type: ignore[arg-type]
@@ -140,11 +146,12 @@ def _attach_graphs(lane: Lane) -> None:
     if run.state.acc is not None:  # resumed mid-epoch: continue the saved sums
         acc.copy_(run.state.acc)
     run.state.acc = acc
-    graphs = GraphedNetwork(run.model, run.opt, acc, partial(seg._step, run), _graph_shapes(run))
+    graphs = GraphedNetwork(run.model, run.opt, acc, run.step, _graph_shapes(run))
     lane.graphs, lane.gen = graphs, torch.Generator(device=device)
     if device.type == "cuda":
-        lane.stream = torch.cuda.Stream(device)
-        graphs.capture()
+        lane.stream = lane_streams(device).lend()
+    graphs.capture(lane.stream)  # a no-op off CUDA
+    if lane.stream is not None:
         lane.stream.wait_stream(torch.cuda.current_stream(device))  # the set-up comes first
     graphs.install_eval_forward()
 
@@ -163,44 +170,52 @@ def open_lane(
 
     Returns the spec's existing result when it already finished, or the "unbuildable" result.
     Data is taken from (or added to) `cache`. `graphs` picks the graph path (default: on CUDA
-    only); off CUDA it runs that path eagerly, which tests use to check its plumbing.
+    only); off CUDA it runs that path eagerly, which tests use to check its plumbing. A
+    `RuntimeError` while capturing does not fail the pack: the lane is set up again from its
+    checkpoint on the eager path, with a warning.
 
     Raises:
         CheckpointError, DataError: as `run_segment` does.
     """
-    started = time.perf_counter()
-    existing = read_result(spec)
-    if existing is not None:
-        return existing
-    device = seg._resolve_device(spec.device)
-    setting = Setting.parse(spec.setting, spec.base)
-    torch.manual_seed(spec.seed)  # model initialisation, exactly as run_segment
-    try:
-        aux = spec.recipe.auxiliary_weight > 0
-        model = build_network(
-            Genotype.from_json(spec.genotype_json), setting, spec.base, auxiliary=aux
-        ).to(device)
-    except UnbuildableGenotypeError:
-        return seg.run_segment(spec)  # fails the same way and writes the "unbuildable" result
-    state, opt = seg._restore(spec, model, device)
-    loaded = time.perf_counter()
-    data = shared_data(spec, cache)
-    load_s = time.perf_counter() - loaded
-    lane = Lane(seg._Run(spec, model, opt, data, state, device, started), 0.0)
-    lane.steps = -(-data.train[1].numel() // spec.recipe.batch_size)
-    if _graphable(spec, device) if graphs is None else graphs:
-        _attach_graphs(lane)
+    started, load_s = time.perf_counter(), 0.0
+
+    def load(spec: SegmentSpec, setting: Setting, device: torch.device) -> SegmentData:
+        nonlocal load_s
+        loaded = time.perf_counter()
+        data = _cached_load(cache, spec, setting, device)
+        load_s = time.perf_counter() - loaded
+        return data
+
+    run = open_run(spec, load)
+    if isinstance(run, SegmentResult):
+        return run
+    lane = Lane(run, 0.0, steps=run.steps)
+    if _graphable(spec, run.device) if graphs is None else graphs:
+        try:
+            _attach_graphs(lane)
+        except RuntimeError as exc:
+            log.warning("%s: graph capture failed, training eagerly: %s", spec.arch_id, exc)
+            close_lane(lane)
+            del lane, run  # the half-captured state is dropped; the checkpoint is the truth
+            eager = open_lane(spec, cache, graphs=False)
+            assert isinstance(eager, Lane)  # it opened a moment ago
+            eager.setup_s = time.perf_counter() - started - load_s
+            return eager
     lane.setup_s = time.perf_counter() - started - load_s
     return lane
 
 
 def close_lane(lane: Lane) -> None:
-    """Release the lane's graphs (their memory pools) and give the model its eager forward."""
+    """Release the lane's graphs (their memory pools) and stream, and give the model its eager
+    forward back. Other lanes may go on replaying meanwhile."""
+    if lane.stream is not None:
+        lane.stream.synchronize()
     if lane.graphs is not None:
-        if lane.stream is not None:
-            lane.stream.synchronize()
         lane.graphs.release()
         lane.graphs = None
+    if lane.stream is not None:
+        lane_streams(lane.run.device).give_back(lane.stream)
+        lane.stream = None
 
 
 def _begin_epoch(lane: Lane) -> None:
@@ -227,7 +242,7 @@ def _graph_step(lane: Lane) -> bool:
     assert graphs is not None and gen is not None and lane.order is not None
     st, spec, batch = run.state, run.spec, run.spec.recipe.batch_size
     images, labels = run.data.train
-    aug_seed, drop_seed = seg._step_seeds(spec.seed, st.epoch, st.step)
+    aug_seed, drop_seed = step_seeds(spec.seed, st.epoch, st.step)
     gen.manual_seed(aug_seed)  # host-side: sets the Philox seed, launches nothing
     torch.manual_seed(drop_seed)
     with _stream_ctx(lane):
@@ -242,21 +257,14 @@ def _train_step(lane: Lane) -> bool:
     """One training step of `lane`; True when it was the epoch's last."""
     if lane.graphs is not None:
         return _graph_step(lane)
-    return not seg._train_steps(lane.run, _one_step)
+    return not lane.run.train_steps(limit=1)
 
 
 def _close_epoch(lane: Lane) -> None:
     """Evaluate and checkpoint the finished epoch; set `lane.result` when the lane is done."""
-    run = lane.run
     lane.order = None
     with _stream_ctx(lane):
-        finite = seg._end_epoch(run)
-        if not finite:
-            detail = f"non-finite training loss in epoch {run.state.epoch}"
-            log.warning("%s diverged: %s", run.spec.arch_id, detail)
-            lane.result = seg._finish(run, "diverged", detail)
-        elif run.state.epoch >= run.spec.epoch_end:
-            lane.result = seg._finish(run, "ok")
+        lane.result = close_epoch(lane.run)
 
 
 def _close_epochs(lanes: list[Lane]) -> None:
@@ -280,14 +288,8 @@ def step_lane(lane: Lane) -> None:
 
 
 def _interrupt(lane: Lane) -> None:
-    run, st = lane.run, lane.run.state
     with _stream_ctx(lane):
-        if st.step > 0:
-            seg._save(run)
-            detail = f"stopped at epoch {st.epoch} step {st.step}"
-        else:
-            detail = f"stopped after epoch {st.epoch}"
-        lane.result = seg._finish(run, "interrupted", detail)
+        lane.result = interrupt(lane.run)
 
 
 def train_lanes(lanes: Sequence[Lane], stop: Callable[[], bool] | None = None) -> bool:
@@ -325,7 +327,7 @@ def open_lanes(
     set-up raised when `errors` collects the exceptions (see `run_packed`)."""
     per_lane = 0
     while todo:
-        device = seg._resolve_device(specs[todo[0]].device)
+        device = resolve_device(specs[todo[0]].device)
         if not _room_for_another(device, per_lane):
             return
         index = todo.pop(0)
@@ -336,7 +338,7 @@ def open_lanes(
             if errors is None:
                 raise
             errors[index] = exc
-            done[index] = _unstarted(specs[index], "failed", f"set-up failed: {exc}")
+            done[index] = unstarted_result(specs[index], "failed", f"set-up failed: {exc}")
             continue
         if isinstance(opened, SegmentResult):
             done[index] = opened
@@ -344,13 +346,6 @@ def open_lanes(
         # The first lane also pays for the shared dataset: an over-estimate, on the safe side.
         per_lane = max(per_lane, before - _free_memory(device))
         yield index, opened
-
-
-def _unstarted(spec: SegmentSpec, status: str, detail: str) -> SegmentResult:
-    """The (unwritten) result of a spec that never trained here."""
-    device = seg._device_name(seg._resolve_device(spec.device))
-    state = seg._State(spec.epoch_start)
-    return seg._result(spec, status, state, wall_s=0.0, device=device, params=0, detail=detail)
 
 
 def run_packed(
@@ -387,6 +382,6 @@ def run_packed(
         del group  # free this group's graphs and activations before the next group opens
         if interrupted:
             detail = "stopped before this segment started"
-            done.update({i: _unstarted(specs[i], "interrupted", detail) for i in todo})
+            done.update({i: unstarted_result(specs[i], "interrupted", detail) for i in todo})
             break
     return [done[i] for i in range(len(specs))]
