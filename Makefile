@@ -56,8 +56,8 @@ run: install
 # Benchmarks (never timed tests): proxy training, ours vs. the official-code pipeline on the same
 # device in the same run, and the driver's own work per cycle. JSON lands in .bench/.
 bench: install
-	$(BIN)/econas-hpc bench --json .bench/bench-proxy.json
-	$(BIN)/econas-hpc bench --mode driver --json .bench/bench-driver.json
+	$(BIN)/econas-hpc bench --out .bench/bench-proxy.json
+	$(BIN)/econas-hpc bench --mode driver --out .bench/bench-driver.json
 
 # On a GPU machine: graph-vs-eager equivalence, zero host syncs per step, the bench on CUDA.
 gpu-check: install

@@ -78,9 +78,16 @@ def test_driver_bench_reports_seconds_per_cycle(tmp_path: Path) -> None:
 
 def test_bench_main_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out" / "driver.json"
-    assert bench_main(["--mode", "driver", "--cycles", "1", "--json", str(out)]) == 0
+    assert bench_main(["--mode", "driver", "--cycles", "1", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["mode"] == "driver"
     assert "driver work per cycle" in capsys.readouterr().out
+
+
+def test_bench_json_prints_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_main(["--mode", "driver", "--cycles", "1", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["mode"] == "driver" and printed["timed_cycles"] == 2
+    assert not list(tmp_path.iterdir())  # nothing written without --out
 
 
 @pytest.mark.parametrize(

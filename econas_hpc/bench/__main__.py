@@ -1,8 +1,10 @@
 """`python -m econas_hpc.bench`: the benchmarks and GPU checks without the CLI (for check scripts).
 
-Runs `proxy.run_bench` (mode proxy or driver) or, with `--check`, `proxy.check_gpu_paths`; prints
-a plain table (or the check's JSON) and writes the JSON to `--json PATH` when given. Exit status:
-0, or 1 when `--check` finds the graph and eager paths disagree or a step synchronises.
+Runs `proxy.run_bench` (mode proxy or driver) or, with `--check`, `equivalence.check_gpu_paths`;
+prints a plain table, or with `--json` the result as one JSON object, to stdout, and with
+`--out FILE` also writes that JSON to FILE (atomically). Exit status: 0, or 1 when `--check`
+finds the paths disagree, the graphs did not run, or a step synchronises.
+Needs torch and numpy only (no h5py, submitit or rich) unless `--mode driver`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from econas_hpc.bench import format_bench_table
+from econas_hpc.fsio import write_json_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -29,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cycles", type=int, default=100, help="driver mode: search cycles")
     parser.add_argument("--cache-dir", default=".bench", help="synthetic data cache")
-    parser.add_argument("--json", type=Path, default=None, help="also write the result here")
-    parser.add_argument("--check", action="store_true", help="graph vs eager check on CUDA")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    parser.add_argument("--check", action="store_true", help="graph vs eager check (CUDA)")
     return parser
 
 
@@ -44,14 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark or the GPU check described by `args`; print the table or JSON."""
-    from econas_hpc.bench.proxy import check_gpu_paths, run_bench  # noqa: PLC0415 (torch)
-
     status = 0
     if args.check:
+        from econas_hpc.bench.equivalence import check_gpu_paths  # noqa: PLC0415 (torch)
+
         with tempfile.TemporaryDirectory(prefix="econas-gpu-check-") as tmp:
-            result = check_gpu_paths(Path(tmp))
+            result = check_gpu_paths(Path(tmp), device=args.device)
         text, status = json.dumps(result, indent=2), 0 if result["ok"] else 1
     else:
+        from econas_hpc.bench.proxy import run_bench  # noqa: PLC0415 (torch)
+
         result = run_bench(
             args.networks,
             args.steps,
@@ -63,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
             args.cycles,
             args.cache_dir,
         )
-        text = format_bench_table(result)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        text = json.dumps(result, indent=2) if args.json else format_bench_table(result)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.out, result, indent=2)
     sys.stdout.write(text + "\n")
     return status
 

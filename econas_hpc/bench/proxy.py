@@ -8,7 +8,7 @@ run. A proxy epoch is 50,000 images (c4r4s0e60's training set); figures are extr
 the timed steps, warm-up steps and set-up excluded. On CUDA each pipeline is timed as one block
 (ours runs asynchronously); on the CPU, where steps are synchronous and the machines here are
 shared, the two alternate round by round so that both see the same load. The driver timing
-(`mode="driver"`) is delegated to `driver.py`; `check_gpu_paths` is the GPU equivalence check.
+(`mode="driver"`) is delegated to `driver.py`; the GPU equivalence check is `equivalence.py`.
 
 Must not: print, write outside `cache_dir` and a temporary directory, or hold timing thresholds.
 """
@@ -20,42 +20,29 @@ import resource
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from econas_hpc.bench import cpu_name
-from econas_hpc.bench.driver import run_driver_bench
 from econas_hpc.bench.reference import ReferenceConfig, reference_steps, run_reference
+from econas_hpc.bench.workload import bench_specs, device_label, genotypes
 from econas_hpc.errors import ConfigError
 from econas_hpc.settings import Recipe, Setting, make_recipe
 from econas_hpc.space.genotype import Genotype
-from econas_hpc.space.sampling import sample_genotype
 from econas_hpc.train import SegmentSpec
-from econas_hpc.train import checkpoint as ckpt
-from econas_hpc.train import segment as seg
 from econas_hpc.train.graphs import count_syncs
-from econas_hpc.train.packed import (
-    DataCache,
-    Lane,
-    close_lane,
-    open_lane,
-    open_lanes,
-    run_packed,
-    shared_data,
-    step_lane,
-)
-from econas_hpc.train.segment import run_segment
+from econas_hpc.train.packed import DataCache, Lane, close_lane, open_lanes, shared_data, step_lane
+from econas_hpc.train.segment import resolve_device
+from econas_hpc.train.segment_data import SegmentData
 
 __all__ = [
     "CPU_DEFAULTS",
     "GPU_DEFAULTS",
     "MODES",
     "PROXY_EPOCH_IMAGES",
-    "check_gpu_paths",
     "run_bench",
 ]
 
@@ -65,7 +52,6 @@ GPU_DEFAULTS = (28, 20)  # (networks, timed steps per network): a whole cycle's 
 # A c4r4 step at batch 384 takes seconds on two CPU cores: keep `bench --device cpu` to minutes.
 CPU_DEFAULTS = (3, 3)
 WARMUP_STEPS = 2  # per network and pipeline, not timed (cuDNN/allocator warm-up, first replays)
-_SYNTHETIC_TEST = 200  # evaluation is not timed; the writer still needs a test split
 
 
 def _sizes(networks: int | None, steps: int | None, device: torch.device) -> tuple[int, int, bool]:
@@ -78,39 +64,11 @@ def _sizes(networks: int | None, steps: int | None, device: torch.device) -> tup
     return n, k, scaled
 
 
-def _genotypes(n: int, seed: int) -> list[Genotype]:
-    """`n` distinct random genotypes of the search space (clean concat: always buildable)."""
-    rng, found = np.random.default_rng(seed), dict[str, Genotype]()
-    while len(found) < n:
-        genotype = sample_genotype(rng)
-        found.setdefault(genotype.arch_id, genotype)
-    return list(found.values())
-
-
 def _synthetic_train(recipe: Recipe, steps: int) -> int:
     # Every lane's epoch must outlast warm-up + timed + counted steps (+1 so no epoch ends), and
     # the hold-out split takes val_fraction of the images first. Rounded up to share the cache.
     wanted = (WARMUP_STEPS + steps + 2) * recipe.batch_size / (1.0 - recipe.val_fraction)
     return int(math.ceil(wanted / 1000.0) * 1000)
-
-
-def _specs(
-    genotypes: Sequence[Genotype], runs: Path, seed: int, **common: Any
-) -> list[SegmentSpec]:
-    """One synthetic-data spec per genotype (run dir `runs/<arch_id>`, seed `seed + i`);
-    `common` holds the other SegmentSpec fields."""
-    return [
-        SegmentSpec(
-            arch_id=g.arch_id,
-            genotype_json=g.to_json(),
-            run_dir=str(runs / g.arch_id),
-            seed=seed + i,
-            dataset="synthetic",
-            synthetic_test=_SYNTHETIC_TEST,
-            **common,
-        )
-        for i, g in enumerate(genotypes)
-    ]
 
 
 def _peak_mib(device: torch.device) -> float:
@@ -161,7 +119,7 @@ def _reference_config(spec: SegmentSpec, steps: int, device: torch.device) -> Re
     return ReferenceConfig(setting, spec.base, spec.recipe, WARMUP_STEPS, steps, device, spec.seed)
 
 
-def _host_arrays(data: seg._Data) -> tuple[np.ndarray, np.ndarray]:
+def _host_arrays(data: SegmentData) -> tuple[np.ndarray, np.ndarray]:
     """The very images (and labels) ours trains on, back on the host for the PIL pipeline."""
     images, labels = data.train
     return images.cpu().numpy(), labels.cpu().numpy()
@@ -170,7 +128,7 @@ def _host_arrays(data: seg._Data) -> tuple[np.ndarray, np.ndarray]:
 def _time_reference(
     genotypes: Sequence[Genotype],
     spec: SegmentSpec,
-    data: seg._Data,
+    data: SegmentData,
     steps: int,
     device: torch.device,
 ) -> dict[str, Any]:
@@ -231,12 +189,6 @@ class _Measured:
         }
 
 
-def _device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return seg._device_name(device)
-    return f"cpu: {cpu_name()}, {torch.get_num_threads()} torch threads"
-
-
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """A resolved proxy benchmark: what to train, on what, for how long."""
@@ -252,7 +204,7 @@ class _Plan:
 
     def specs(self, genotypes: list[Genotype], runs: Path) -> list[SegmentSpec]:
         """One epoch-0 spec per genotype, sized so that no epoch ends inside the timing."""
-        return _specs(
+        return bench_specs(
             genotypes,
             runs,
             self.seed,
@@ -267,22 +219,22 @@ class _Plan:
 
 
 def _run_proxy(plan: _Plan) -> dict[str, Any]:
-    genotypes = _genotypes(plan.networks, plan.seed)
+    drawn = genotypes(plan.networks, plan.seed)
     with tempfile.TemporaryDirectory(prefix="econas-bench-") as tmp:
-        specs = plan.specs(genotypes, Path(tmp))
+        specs = plan.specs(drawn, Path(tmp))
         cache: DataCache = {}
         data = shared_data(specs[0], cache)  # loaded once, for both pipelines
         if plan.device.type == "cuda":  # ours runs asynchronously: time each as one block
             ours = _time_ours(specs, cache, plan.steps, plan.device)
-            reference = _time_reference(genotypes, specs[0], data, plan.steps, plan.device)
+            reference = _time_reference(drawn, specs[0], data, plan.steps, plan.device)
         else:
-            ours, reference = _time_interleaved(genotypes, specs, cache, plan.steps)
+            ours, reference = _time_interleaved(drawn, specs, cache, plan.steps)
     note = ""
     if plan.scaled:
         note = f"CPU run scaled down from {GPU_DEFAULTS[0]} networks x {GPU_DEFAULTS[1]} steps"
     return {
         "mode": "proxy",
-        "device": _device_label(plan.device),
+        "device": device_label(plan.device),
         "torch": torch.__version__,
         "setting": plan.setting,
         "batch_size": plan.recipe.batch_size,
@@ -323,86 +275,15 @@ def run_bench(
         ConfigError: unknown mode or device, or non-positive sizes.
     """
     if mode == "driver":
+        # The driver bench needs the search's packages (h5py): imported only when asked for.
+        from econas_hpc.bench.driver import run_driver_bench  # noqa: PLC0415
+
         return run_driver_bench(cycles, seed)
     if mode not in MODES:
         raise ConfigError(f"bench mode {mode!r} is unknown; allowed: {', '.join(MODES)}")
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         raise ConfigError(f"device {device!r} is unknown; allowed: auto, cpu, cuda[:N]")
-    dev = seg._resolve_device(device)
+    dev = resolve_device(device)
     n, k, scaled = _sizes(networks, steps, dev)
     recipe = make_recipe("search", Setting.parse(setting), "supplement", {"batch_size": batch_size})
     return _run_proxy(_Plan(n, k, dev, seed, setting, recipe, Path(cache_dir), scaled))
-
-
-def _max_weight_diff(left: str, right: str) -> float:
-    """Largest |difference| between the final weights of two run directories."""
-    a, b = (ckpt.load_latest(Path(d) / "checkpoints", {}) for d in (left, right))
-    assert a is not None and b is not None
-    diffs = (a["model"][k].double() - b["model"][k].double() for k in a["model"])
-    return max(float(d.abs().max()) for d in diffs)
-
-
-def _compare(graph: list[SegmentSpec], eager: list[SegmentSpec]) -> dict[str, Any]:
-    """Train `graph` packed and `eager` one by one; the largest differences between them."""
-    got, want = run_packed(graph), [run_segment(spec) for spec in eager]
-    pairs = list(zip(got, want, strict=True))
-    losses = [
-        abs(a - b) / max(abs(b), 1e-12)
-        for p, e in pairs
-        for a, b in zip(p.train_loss, e.train_loss, strict=True)
-    ]
-    accs = [
-        abs(a - b)
-        for p, e in pairs
-        for a, b in zip(p.sel_acc + p.test_acc, e.sel_acc + e.test_acc, strict=True)
-    ]
-    weights = [_max_weight_diff(g.run_dir, e.run_dir) for g, e in zip(graph, eager, strict=True)]
-    return {
-        "statuses": [r.status for r in got + want],
-        "max_weight_diff": max(weights),
-        "max_loss_rel_diff": max(losses),
-        "max_acc_diff": max(accs),
-    }
-
-
-def check_gpu_paths(work_dir: Path, networks: int = 3, epochs: int = 2) -> dict[str, Any]:
-    """Graph path vs. eager path on CUDA, and the host syncs of a graph step.
-
-    Trains `networks` random c4r4 genotypes for `epochs` epochs on a small synthetic set
-    (5 steps per epoch, the last one partial, evaluation with a partial batch too) twice: packed
-    with CUDA graphs and streams (`run_packed`) and one by one eagerly (`run_segment`). Returns
-    the largest differences (`max_weight_diff`, `max_loss_rel_diff`, `max_acc_diff` in points),
-    `syncs_per_step` of a warm graph step, `setup_s` per lane, and `ok` when the weights agree
-    within 1e-3 and the losses within 1e-3 relative, with zero syncs.
-    """
-    setting = "c4r4s0e60"
-    recipe = make_recipe("search", Setting.parse(setting), "supplement", {"epochs": epochs})
-    graph = _specs(
-        _genotypes(networks, 1),
-        work_dir / "graph",
-        0,
-        setting=setting,
-        recipe=recipe,
-        epoch_start=0,
-        epoch_end=epochs,
-        data_dir=str(work_dir / "data"),
-        device="cuda",
-        synthetic_train=2000,
-    )
-    eager = [replace(s, run_dir=str(work_dir / "eager" / s.arch_id)) for s in graph]
-    device = _device_label(torch.device("cuda"))
-    result: dict[str, Any] = {"device": device, "networks": networks, "epochs": epochs}
-    result.update(_compare(graph, eager))
-    lane = open_lane(replace(graph[0], run_dir=str(work_dir / "probe")), {})
-    assert isinstance(lane, Lane)
-    _rounds([lane], 2)  # 2 of the epoch's 5 steps: the counted third is not an epoch end
-    result["syncs_per_step"] = count_syncs(lambda: step_lane(lane))
-    result["setup_s"] = lane.setup_s
-    close_lane(lane)
-    result["ok"] = (
-        set(result["statuses"]) == {"ok"}
-        and result["max_weight_diff"] < 1e-3
-        and result["max_loss_rel_diff"] < 1e-3
-        and result["syncs_per_step"] == 0
-    )
-    return result

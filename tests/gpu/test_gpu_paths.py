@@ -1,6 +1,8 @@
 """GPU paths (marked gpu; skipped without CUDA): the CUDA-graph packed trainer agrees with the
-eager `run_segment` over whole epochs, a graph step issues no host synchronisation, the graph
-capture leaves the training state untouched, and the proxy benchmark runs on the device.
+eager `run_segment` over whole epochs with every graph replayed, resumes, races and early
+releases end where the uninterrupted run ends, a graph step issues no host synchronisation, the
+graph capture leaves the training state untouched, every lane has a stream of its own, and the
+proxy benchmark runs on the device.
 
 `bench/gpu_check.sh` runs the same checks through `python -m econas_hpc.bench --check`, which
 needs no pytest.
@@ -14,22 +16,48 @@ from pathlib import Path
 import pytest
 import torch
 
-from econas_hpc.bench.proxy import check_gpu_paths, run_bench
+from econas_hpc.bench.equivalence import CheckSize, check_gpu_paths
+from econas_hpc.bench.proxy import run_bench
+from econas_hpc.bench.workload import bench_specs, genotypes
 from econas_hpc.nn.network import build_network
-from econas_hpc.settings import Setting
+from econas_hpc.settings import Setting, make_recipe
 from econas_hpc.space.catalog import get_builtin
 from econas_hpc.train.graphs import DeviceLRSGD, GraphedNetwork, GraphShapes, count_syncs
+from econas_hpc.train.packed import close_lane, open_lanes
 
 pytestmark = pytest.mark.gpu
 
 
 def test_graph_path_matches_eager_and_never_syncs(tmp_path: Path) -> None:
-    result = check_gpu_paths(tmp_path, networks=2, epochs=2)
-    assert result["statuses"] == ["ok"] * 4
+    result = check_gpu_paths(tmp_path, CheckSize(networks=2, epochs=2))
+    assert result["graphs_ran"] and result["replays"] == result["expected_replays"] > 0
     assert result["syncs_per_step"] == 0
-    assert result["max_weight_diff"] < 1e-3, result
-    assert result["max_loss_rel_diff"] < 1e-3, result
+    assert 0 < result["optimizer_rounding"] < 1e-5, result
+    for probe in ("eager", "resume", "race", "release"):
+        assert result[probe]["ok"], (probe, result[probe])
     assert result["ok"], result
+
+
+def test_every_lane_captures_and_replays_on_a_stream_of_its_own(tmp_path: Path) -> None:
+    setting = Setting.parse("c4r4s0e60")
+    recipe = make_recipe("search", setting, "supplement", {"epochs": 1})
+    specs = bench_specs(
+        genotypes(34, 0),  # more than torch's pool of 32 streams per priority
+        tmp_path / "runs",
+        0,
+        setting="c4r4s0e60",
+        recipe=recipe,
+        epoch_start=0,
+        epoch_end=1,
+        data_dir=str(tmp_path / "data"),
+        device="cuda",
+        synthetic_train=1000,
+    )
+    lanes = [lane for _, lane in open_lanes(specs, list(range(len(specs))), {}, {})]
+    streams = [lane.stream.cuda_stream for lane in lanes if lane.stream is not None]
+    assert len(streams) == len(lanes) and len(set(streams)) == len(lanes)
+    for lane in lanes:
+        close_lane(lane)
 
 
 def test_capture_keeps_the_state_and_replays_every_shape() -> None:
