@@ -5,7 +5,8 @@
 #                replays counted, the resume, race and early-release probes and the host syncs
 #                of a warm graph step (python -m econas_hpc.bench --check)         limit 100 s
 #   proxy        the proxy benchmark on CUDA, reference vs ours, 28 networks x 10 steps
-#                (estimated 90-100 s: half the 20 steps once estimated at 135-145 s)  limit 140 s
+#                (28 x 20 steps was estimated at 135-145 s; 10 steps halve the timed
+#                part, set-up and capture stay: not measured yet)               limit 140 s
 #   proxy-n8     the same at 8 networks x 10 steps (to choose --segments-per-job)   limit 45 s
 # Writes two files into $OUT (default: out): gpu-check.json, one summary rewritten after every
 # step (a crash still leaves the figures so far), and gpu-check.log, every step's output.
@@ -14,9 +15,10 @@
 # exits 0. Environment: OUT, PYTHON (default: .venv/bin/python when it imports torch, else
 # python3), ECONAS_SWEEP=0 skips proxy-n8, ECONAS_BUDGET_S (default 290) the whole budget.
 set -uo pipefail
-cd "$(dirname "$0")/.." || exit 2
 OUT="${OUT:-out}"
 mkdir -p "$OUT" || exit 2
+OUT="$(cd "$OUT" && pwd)" || exit 2  # the caller's $OUT, relative to the caller's directory
+cd "$(dirname "$0")/.." || exit 2
 SUMMARY="$OUT/gpu-check.json"
 LOG="$OUT/gpu-check.log"
 : >"$LOG"

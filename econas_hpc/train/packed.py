@@ -195,7 +195,10 @@ def open_lane(
             _attach_graphs(lane)
         except RuntimeError as exc:
             log.warning("%s: graph capture failed, training eagerly: %s", spec.arch_id, exc)
-            close_lane(lane)
+            # A broken capture may refuse even the synchronize: its stream then stays lent,
+            # so no later lane inherits it.
+            with contextlib.suppress(RuntimeError):
+                close_lane(lane)
             del lane, run  # the half-captured state is dropped; the checkpoint is the truth
             eager = open_lane(spec, cache, graphs=False)
             assert isinstance(eager, Lane)  # it opened a moment ago
