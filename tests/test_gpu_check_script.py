@@ -62,3 +62,19 @@ def test_the_summary_is_written_step_by_step(tmp_path: Path) -> None:
     assert (steps["proxy"]["status"], steps["proxy"]["result"]) == ("timed out", None)
     assert steps["proxy-n8"]["status"] == "skipped"
     assert summary["finished"] is True and summary["ok"] is False
+
+
+def test_the_closing_lines_carry_the_headline_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from econas_hpc.bench.proxy import run_bench  # noqa: PLC0415 (torch, only here)
+
+    bench = run_bench(networks=1, steps=1, device="cpu", batch_size=8, cache_dir=tmp_path)
+    step_json = tmp_path / "proxy.json"
+    step_json.write_text(json.dumps(bench))
+    path = tmp_path / "gpu-check.json"
+    assert summary_main(["step", str(path), "proxy", "0", "5", "140", str(step_json)]) == 0
+    assert summary_main(["finish", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("proxy: GPU-s/proxy epoch ours ") and "1 networks" in lines[0]
+    assert lines[-1] == "gpu-check: ok: proxy ok"

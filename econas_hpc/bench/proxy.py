@@ -98,12 +98,17 @@ def _time_group(lanes: list[Lane], steps: int, device: torch.device) -> tuple[fl
 def _time_ours(
     specs: list[SegmentSpec], cache: DataCache, steps: int, device: torch.device
 ) -> dict[str, Any]:
-    """CUDA: as many lanes at once as the device holds (all of them unless memory says no)."""
+    """CUDA: as many lanes at once as the device holds (all of them unless memory says no).
+    Beyond the pipeline keys: `distinct_lane_streams`, the fewest distinct streams among the
+    lanes of one group (equal to `concurrent` when every lane has its own)."""
     torch.cuda.reset_peak_memory_stats(device)
     todo, train_s, setup_s, syncs, concurrent = list(range(len(specs))), 0.0, [], 0.0, 0
+    distinct = len(specs)
     while todo:
         lanes = [lane for _, lane in open_lanes(specs, todo, cache, {})]
         concurrent = max(concurrent, len(lanes))
+        streams = {lane.stream.cuda_stream for lane in lanes if lane.stream is not None}
+        distinct = min(distinct, len(streams))
         setup_s += [lane.setup_s for lane in lanes]
         elapsed, counted = _time_group(lanes, steps, device)
         train_s, syncs = train_s + elapsed, max(syncs, counted)
@@ -111,7 +116,8 @@ def _time_ours(
             close_lane(lane)
         del lanes
     images = len(specs) * steps * specs[0].recipe.batch_size
-    return _Measured(images, train_s, setup_s, concurrent).to_dict(_peak_mib(device), syncs)
+    measured = _Measured(images, train_s, setup_s, concurrent).to_dict(_peak_mib(device), syncs)
+    return {**measured, "distinct_lane_streams": distinct}
 
 
 def _reference_config(spec: SegmentSpec, steps: int, device: torch.device) -> ReferenceConfig:

@@ -107,12 +107,36 @@ def _step(path: Path, name: str, rc: int, seconds: float, limit: float, out: str
     write_json_atomic(path, summary, indent=2)
 
 
+def _figures(name: str, result: Any) -> str:
+    """A few headline figures of one step's JSON, for the closing lines."""
+    if not isinstance(result, dict):
+        return f"{name}: no figures"
+    if "graphs_ran" in result:
+        return (
+            f"{name}: graphs ran {result['graphs_ran']} ({result['replays']}/"
+            f"{result['expected_replays']} replays), syncs/step {result['syncs_per_step']}, "
+            + ", ".join(f"{p} ok {result[p]['ok']}" for p in ("eager", "resume", "race", "release"))
+        )
+    if "ours" in result:
+        ours, ref = result["ours"], result["reference"]
+        return (
+            f"{name}: GPU-s/proxy epoch ours {ours['device_s_per_proxy_epoch']:.4g} vs reference "
+            f"{ref['device_s_per_proxy_epoch']:.4g} (ratio {result['ratio']:.3g}x), "
+            f"{ours['concurrent']} networks, syncs/step {ours['host_syncs_per_step']}, "
+            f"set-up {ours['setup_s_per_arch']:.3g} s/arch"
+        )
+    return f"{name}: no figures"
+
+
 def _finish(path: Path) -> int:
     summary = _read(path)
     steps = summary["steps"]
     summary["finished"] = True
     summary["ok"] = bool(steps) and all(s["status"] == "ok" for s in steps.values())
     write_json_atomic(path, summary, indent=2)
+    for name, step in steps.items():
+        if "result" in step:
+            print(_figures(name, step["result"]))
     states = ", ".join(f"{name} {s['status']}" for name, s in steps.items())
     print(f"gpu-check: {'ok' if summary['ok'] else 'FAILED'}: {states}")
     return 0 if summary["ok"] else 1

@@ -104,7 +104,7 @@ def test_capture_keeps_the_state_and_replays_every_shape() -> None:
 def test_proxy_bench_on_cuda(tmp_path: Path) -> None:
     result = run_bench(networks=3, steps=3, device="cuda", cache_dir=tmp_path)
     ours = result["ours"]
-    assert ours["concurrent"] == 3
+    assert ours["concurrent"] == 3 == ours["distinct_lane_streams"]
     assert ours["setup_s_per_arch_max"] > 0
     assert ours["host_syncs_per_step"] == 0
     assert result["reference"]["host_syncs_per_step"] >= 1  # the official loop reads loss.item()
