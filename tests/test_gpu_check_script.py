@@ -78,3 +78,23 @@ def test_the_closing_lines_carry_the_headline_figures(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("proxy: GPU-s/proxy epoch ours ") and "1 networks" in lines[0]
     assert lines[-1] == "gpu-check: ok: proxy ok"
+
+
+def test_the_check_needs_no_h5py_submitit_or_rich() -> None:
+    """What a bare GPU image lacks: the check's modules import (and the bench's driver-free
+    path runs its argument parsing) with those three packages made unimportable."""
+    code = (
+        "import sys\n"
+        "for name in ('h5py', 'submitit', 'rich'):\n"
+        "    sys.modules[name] = None  # import raises ImportError\n"
+        "import econas_hpc.bench.equivalence, econas_hpc.bench.proxy, econas_hpc.bench.summary\n"
+        "from econas_hpc.bench.__main__ import add_arguments\n"
+        "import argparse\n"
+        "args = add_arguments(argparse.ArgumentParser()).parse_args(['--check', '--json'])\n"
+        "assert args.check and args.json and args.out is None\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
