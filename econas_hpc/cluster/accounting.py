@@ -298,9 +298,8 @@ def segment_counters(
         elif kind == "end":  # crashes are counted here only: every dead job gets one end
             _on_end(tally, job, event)
     values = {k: (round(v, 3) if k == "lost_s" else int(v)) for k, v in tally.values.items()}
-    return Counters(
-        jobs=len(tally.jobs), gpu_s_lost=round(values["lost_s"] * limits.gpus, 3), **values
-    )  # type: ignore[arg-type]
+    gpu_s_lost = round(values["lost_s"] * limits.gpus, 3)
+    return Counters(jobs=len(tally.jobs), gpu_s_lost=gpu_s_lost, **values)  # type: ignore[arg-type]
 
 
 def counters_by_item(run_dir: Path, limits: JobLimits | None = None) -> dict[str, Counters]:
