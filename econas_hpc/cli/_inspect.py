@@ -40,7 +40,7 @@ def inspect_info(genotype_text: str, setting_text: str, dataset: str) -> dict[st
     """
     # torch-backed imports stay local so that `--help` and argument errors answer at once.
     from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE, Setting
-    from econas_hpc.space.genotype import parse_genotype
+    from econas_hpc.space.parse import parse_genotype
 
     base = IMAGENET_BASE if dataset == "imagenet" else CIFAR_BASE
     genotype = parse_genotype(genotype_text)

@@ -166,7 +166,7 @@ def _progress_path(item: WorkItem) -> Path:
 
 def _dryrun_result(item: WorkItem, diverge: bool, wall_s: float, resumes: int) -> dict[str, Any]:
     """A SegmentResult-shaped dict (same keys) for a dry-run item: the driver's dry-run score."""
-    from econas_hpc.search.dryrun import dry_result  # pure; only dry-run workers need it
+    from econas_hpc.space.pseudo import dry_result  # pure; only dry-run workers need it
 
     spec = item.spec
     start, end = int(spec["epoch_start"]), int(spec["epoch_end"])

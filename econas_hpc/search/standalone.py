@@ -30,7 +30,8 @@ from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, DataError
 from econas_hpc.search.workitems import ExecOptions
 from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE, Setting, make_recipe
-from econas_hpc.space.genotype import Genotype, parse_genotype
+from econas_hpc.space.genotype import Genotype
+from econas_hpc.space.parse import parse_genotype
 from econas_hpc.train import SegmentSpec, result_path
 from econas_hpc.train.imagenet_spec import ImageNetSpec, imagenet_result_path, resolve_batch
 

@@ -326,7 +326,7 @@ def _dryrun_spec(
     fail: str,
 ) -> dict[str, Any]:
     start, end = segment_epochs(cfg, job.segment)
-    # The seed is the run's: search.dryrun.pseudo_accuracy scores (genotype, segment, run seed).
+    # The seed is the run's: space.pseudo.pseudo_accuracy scores (genotype, segment, run seed).
     return {
         "arch_id": job.arch_id,
         "genotype_json": genotype_json,
