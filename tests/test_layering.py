@@ -125,7 +125,7 @@ SUBMITIT_MODULES = ("econas_hpc.cluster.executors", "econas_hpc.cluster.driver_j
 
 STATIC_RULES = [
     # (regex, allowed paths relative to econas_hpc/ (a trailing "/" allows a whole folder))
-    (r"^\s*(import|from)\s+submitit\b", ("cluster/executors.py", "cluster/driver_job.py")),
+    (r"^\s*(import|from)\s+submitit\b", ("cluster/executors/", "cluster/driver_job.py")),
     (r"^\s*(import|from)\s+h5py\b", ("store/",)),
     (r"^\s*(import|from)\s+rich\b", ("ui/", "cli/")),
     (r"\bsys\.exit\b", ("cli/", "__main__.py")),
