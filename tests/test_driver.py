@@ -21,14 +21,10 @@ from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.driver import resolve_launch, resume_check, run_search
 from econas_hpc.search.dryrun import simulate_search
 from econas_hpc.search.reconcile import SearchEvent
+from econas_hpc.search.runfile import ExecOptions, TrainOptions, read_run_file
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.search.summary import best_genotypes, find_runs, summarize
-from econas_hpc.search.workitems import (
-    ExecOptions,
-    RunPaths,
-    TrainOptions,
-    read_run_file,
-    segment_spec,
-)
+from econas_hpc.search.workitems import segment_spec
 from econas_hpc.store.state import StateStore
 
 SMALL = SearchConfig(cycles=6, initial_population=8, dry_run=True)

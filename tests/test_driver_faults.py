@@ -28,8 +28,9 @@ from econas_hpc.records import WORST_SCORE, RunState
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.driver import run_search
 from econas_hpc.search.reconcile import CRASH_ENV, SearchEvent
+from econas_hpc.search.runfile import DryrunFault, ExecOptions
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.search.summary import summarize
-from econas_hpc.search.workitems import DryrunFault, ExecOptions, RunPaths
 from econas_hpc.store.lock import acquire_lock
 from econas_hpc.store.state import StateStore
 

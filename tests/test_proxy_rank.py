@@ -24,8 +24,8 @@ from econas_hpc.records import NetworkRecord, RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig, load_config
 from econas_hpc.search.driver import run_search
+from econas_hpc.search.runfile import ExecOptions
 from econas_hpc.search.summary import best_genotypes, summarize
-from econas_hpc.search.workitems import ExecOptions
 from econas_hpc.store.retrain_table import RetrainRecord, write_retrain_table
 from econas_hpc.store.state import StateStore
 from econas_hpc.ui.search_view import render_best, render_status

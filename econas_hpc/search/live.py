@@ -17,7 +17,8 @@ from econas_hpc.cluster import slurm_query
 from econas_hpc.cluster.accounting import JobLimits, run_totals
 from econas_hpc.errors import EconasError
 from econas_hpc.records import OPEN_JOB_STATES
-from econas_hpc.search.workitems import RunPaths, read_run_file
+from econas_hpc.search.runfile import read_run_file
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.store.state import StateStore
 
 __all__ = ["cluster_status", "fault_totals", "live_jobs"]

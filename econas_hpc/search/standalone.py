@@ -28,7 +28,7 @@ from econas_hpc.cluster.executors import make_executor
 from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, DataError
-from econas_hpc.search.workitems import ExecOptions
+from econas_hpc.search.runfile import ExecOptions
 from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE, Setting, make_recipe
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.parse import parse_genotype

@@ -22,7 +22,7 @@ from typing import Any
 from econas_hpc.records import INITIAL_CYCLE, JOB_STATES, POOL_NAMES, RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.search.workitems import RunPaths
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.store.lock import lock_path_for
 from econas_hpc.store.retrain_table import RetrainRecord, read_retrain_table

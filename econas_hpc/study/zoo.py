@@ -24,7 +24,9 @@ import numpy as np
 
 from econas_hpc.errors import ConfigError, StateError
 from econas_hpc.records import utc_now
-from econas_hpc.search.workitems import RunPaths, TrainOptions, network_seed
+from econas_hpc.search.runfile import TrainOptions
+from econas_hpc.search.runpaths import RunPaths
+from econas_hpc.search.workitems import network_seed
 from econas_hpc.settings import PROFILES, Base, Setting, make_recipe
 from econas_hpc.space.catalog import OP_SETS
 from econas_hpc.space.genotype import Genotype
