@@ -31,6 +31,10 @@ class DataError(EconasError):
     """Missing or malformed dataset files."""
 
 
+class UnsafeDataError(DataError):
+    """A data file that holds more than data (e.g. a pickle that would import or call code)."""
+
+
 class CheckpointError(EconasError):
     """A checkpoint that is corrupt, missing, or belongs to another genotype/setting."""
 
