@@ -172,3 +172,136 @@ def test_the_cli_refuses_a_planted_batch_before_training(cifar_root: Path, tmp_p
     assert_one_line(proc, "data_batch_1", "refusing")
     assert not marker.exists()
     assert not list(run_dir.rglob("*.pt")) and not list(run_dir.rglob("result*.json"))
+
+
+# --- 2. no write through a planted link ------------------------------------------------------
+
+VICTIM_BYTES = b"the victim's own data\n"
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A 0600 file of 'another user' that planted links point at; it must never change."""
+    path = tmp_path / "victim"
+    path.write_bytes(VICTIM_BYTES)
+    path.chmod(0o600)
+    return path
+
+
+def plant_links(target: Path, victim: Path) -> list[Path]:
+    """Links at every predictable temporary name the writers of `target` ever used."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    names = [
+        f"{target.name}.tmp",
+        f".{target.name}.tmp",
+        f".{target.name}.tmp-{os.getpid()}",
+        f"{target.name}.prev.tmp",
+    ]
+    links = [target.parent / name for name in names]
+    for link in links:
+        link.unlink(missing_ok=True)
+        link.symlink_to(victim)
+    return links
+
+
+def assert_untouched(victim: Path, links: list[Path]) -> None:
+    assert victim.read_bytes() == VICTIM_BYTES
+    assert (victim.stat().st_mode & 0o777) == 0o600
+    for link in links:  # never followed: still the planted link, or removed (never a file)
+        assert link.is_symlink() or not link.exists(), link
+
+
+def test_fsio_writes_never_follow_planted_links(tmp_path: Path, victim: Path) -> None:
+    from econas_hpc import fsio
+
+    target = tmp_path / "out" / "file.json"
+    links = plant_links(target, victim)
+    fsio.write_json_atomic(target, {"a": 1})
+    fsio.write_bytes_atomic(target, b"x")
+    assert target.read_bytes() == b"x" and not target.is_symlink()
+    # the target itself a link to the victim: the link is replaced, the victim kept
+    target.unlink()
+    target.symlink_to(victim)
+    fsio.write_bytes_atomic(target, b"y")
+    assert target.read_bytes() == b"y" and not target.is_symlink()
+    assert_untouched(victim, links)
+
+
+def test_checkpoints_and_results_never_follow_planted_links(tmp_path: Path, victim: Path) -> None:
+    from econas_hpc.train import checkpoint as ckpt
+
+    net = tmp_path / "net"
+    links = plant_links(net / "ep001-s00000.pt", victim)
+    links += plant_links(net / "ep001-s00000.pt.sha256", victim)
+    links += plant_links(net / "result-e000-001.json", victim)
+    ckpt.save_checkpoint(net, 1, 0, {"meta": {"arch_id": "a"}, "x": 1})
+    ckpt.write_json_atomic(net / "result-e000-001.json", {"status": "ok"})
+    assert ckpt.load_latest(net, {"arch_id": "a"}) is not None
+    assert_untouched(victim, links)
+
+
+def test_events_are_never_appended_through_a_link(tmp_path: Path, victim: Path) -> None:
+    from econas_hpc.cluster.tasks import EVENTS_FILE, append_event
+    from econas_hpc.fsio import UnsafePathError
+
+    run_dir = tmp_path / "net"
+    append_event(run_dir, "start", "item")
+    (run_dir / EVENTS_FILE).unlink()
+    (run_dir / EVENTS_FILE).symlink_to(victim)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        append_event(run_dir, "start", "item")
+    assert_untouched(victim, [])
+
+
+def test_zoo_and_retrain_files_never_follow_planted_links(tmp_path: Path, victim: Path) -> None:
+    from econas_hpc.store.retrain_table import (
+        RetrainRecord,
+        read_retrain_table,
+        write_retrain_table,
+    )
+    from econas_hpc.store.zoo_state import ZooState, ZooStore
+
+    zoo_path = tmp_path / "zoo.h5"
+    links = plant_links(zoo_path, victim)
+    store = ZooStore(zoo_path)
+    store.save(ZooState(config={"kind": "econas-zoo", "size": 0}))
+    store.save(ZooState(config={"kind": "econas-zoo", "size": 1}))  # with a .prev this time
+    assert store.load().config["size"] == 1
+    # /retrain rewrites a state file; a zoo file serves as one (it only copies groups)
+    write_retrain_table(zoo_path, [RetrainRecord("a" * 12, 0, 1, 50.0, "c0r0s0e600")])
+    assert [r.arch_id for r in read_retrain_table(zoo_path)] == ["a" * 12]
+    assert_untouched(victim, links)
+
+
+def test_job_tables_and_figures_never_follow_planted_links(tmp_path: Path, victim: Path) -> None:
+    from econas_hpc.cluster.registry import JobRegistry
+    from econas_hpc.cluster.tasks import WorkItem
+    from econas_hpc.study.figures import plot_factor_lines
+
+    registry = JobRegistry(tmp_path / "executor", "local")
+    links = plant_links(registry.path, victim)
+    registry.add([WorkItem("n", "dryrun", {"run_dir": str(tmp_path)}, str(tmp_path / "r"))])
+    registry.save()
+    assert JobRegistry(tmp_path / "executor", "local").next == 1
+    figures = tmp_path / "figures"
+    for fmt in ("png", "svg"):
+        links += plant_links(figures / f"factor_lines.{fmt}", victim)
+    plot_factor_lines({}, figures)
+    assert_untouched(victim, links)
+
+
+def test_a_dry_run_launch_writes_through_no_planted_link(
+    tmp_path: Path, victim: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from econas_hpc.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Path("small.toml").write_text("[search]\ninitial_population = 8\n")
+    root = tmp_path / "state" / "run1.d"
+    links = plant_links(root / "run.json", victim)
+    links += plant_links(root / "submitting.json", victim)
+    links += plant_links(root / "executor" / "debug-jobs.json", victim)
+    argv = ["launch", "--config", "small.toml", "--cycles", "1", "--executor", "debug"]
+    assert main([*argv, "--dry-run"]) == 0
+    assert (root / "run.json").is_file() and not (root / "run.json").is_symlink()
+    assert_untouched(victim, links)

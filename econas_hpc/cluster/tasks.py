@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.errors import ConfigError
+from econas_hpc.fsio import append_text, write_json_atomic
 
 __all__ = [
     "DRYRUN_FAILURES",
@@ -117,12 +118,7 @@ def append_event(run_dir: Path, event: str, item: str, **fields: Any) -> None:
     record = {"t": round(time.time(), 3), "event": event, "item": item, **job_context(), **fields}
     line = json.dumps(record, sort_keys=True, default=str) + "\n"
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_text(run_dir / EVENTS_FILE, line)  # O_NOFOLLOW: never through a planted link
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
@@ -139,12 +135,7 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
 
 def _write_json_atomic(path: Path, obj: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(obj, indent=1, allow_nan=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, sort_keys=False)
 
 
 def _last_checkpoint_t(item: WorkItem) -> float | None:

@@ -26,6 +26,7 @@ from typing import Any
 from econas_hpc.cluster.options import ClusterOptions, load_cluster_options
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, StateError
+from econas_hpc.fsio import write_json_atomic
 from econas_hpc.records import JobRecord, RunState
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.evolution import RESULT_STATUSES
@@ -227,9 +228,7 @@ def write_run_file(paths: RunPaths, train: TrainOptions, execution: ExecOptions)
     """`<run>.d/run.json` atomically: the options `resume` needs besides the state file."""
     paths.root.mkdir(parents=True, exist_ok=True)
     data = {"format": RUN_FILE_FORMAT, "train": train.to_dict(), "execution": execution.to_dict()}
-    tmp = paths.run_file.with_name(paths.run_file.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, paths.run_file)
+    write_json_atomic(paths.run_file, data)
 
 
 def read_run_file(paths: RunPaths) -> tuple[TrainOptions, ExecOptions]:

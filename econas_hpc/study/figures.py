@@ -14,7 +14,7 @@ so a reader never sees a half-written figure. Pixel sizes are fixed (no tight bb
 
 from __future__ import annotations
 
-import os
+import io
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from econas_hpc.fsio import write_bytes_atomic
 from econas_hpc.study.metrics import (
     Values,
     budget_key,
@@ -61,9 +62,9 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     paths: list[Path] = []
     for fmt in FORMATS:
         path = out_dir / f"{stem}.{fmt}"
-        tmp = out_dir / f".{stem}.{fmt}.tmp"
-        fig.savefig(tmp, format=fmt, dpi=DPI)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, dpi=DPI)
+        write_bytes_atomic(path, buffer.getvalue())
         paths.append(path)
     return paths
 

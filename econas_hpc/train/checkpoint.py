@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
 import random
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from econas_hpc import fsio
 from econas_hpc.errors import CheckpointError
 
 __all__ = [
@@ -82,26 +82,15 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a hidden temporary file, fsync, and `os.replace`."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        # Only left behind when the write or rename failed.
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    """Write `data` to `path` through `fsio` (unpredictable 0600 temporary, fsync, rename)."""
+    fsio.write_bytes_atomic(path, data)
 
 
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write `obj` as strict JSON (no NaN) to `path` atomically, then fsync the directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
-    _fsync_dir(path.parent)
+    fsio.write_json_atomic(path, obj, sort_keys=False)
 
 
 def capture_rng_state() -> dict[str, Any]:
