@@ -193,19 +193,27 @@ def check_private(path: Path | str, what: str = "run folder") -> None:
 
 
 def make_private_dir(path: Path | str, what: str = "run folder") -> Path:
-    """Create `path` (and missing parents) with mode 0700, or check an existing one.
+    """Create `path` (and missing parents, all 0700; a stricter umask wins), or check an
+    existing one.
 
     Raises:
         UnsafePathError: it exists but another user owns it, it is a link, or it is group- or
-            world-writable.
+            world-writable; or a component exists and is not a folder.
         PermissionFault, NoSpaceError, FileSystemFault: it cannot be created.
     """
     folder = Path(path)
-    try:
-        folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UnsafePathError(f"{what} {folder} exists and is not a folder") from None
-    except OSError as exc:
-        raise describe_os_error(exc, folder, "create") from None
+    # Path.mkdir(parents=True) gives parents the default mode; create each missing one 0700.
+    missing = [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]
+    for part in reversed(missing):
+        try:
+            part.mkdir(mode=DIR_MODE)
+        except FileExistsError:  # made meanwhile by another writer: checked below
+            pass
+        except NotADirectoryError:
+            raise UnsafePathError(f"{what} {folder}: {part.parent} is not a folder") from None
+        except OSError as exc:
+            raise describe_os_error(exc, part, "create") from None
+    if not folder.is_dir():
+        raise UnsafePathError(f"{what} {folder} exists and is not a folder")
     check_private(folder, what)
     return folder

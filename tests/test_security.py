@@ -4,6 +4,7 @@ data that would become paths, and sizes that would exhaust the machine (issue 16
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import struct
@@ -305,3 +306,199 @@ def test_a_dry_run_launch_writes_through_no_planted_link(
     assert main([*argv, "--dry-run"]) == 0
     assert (root / "run.json").is_file() and not (root / "run.json").is_symlink()
     assert_untouched(victim, links)
+
+
+# --- 3. private run folders ------------------------------------------------------------------
+
+NOBODY = 65534
+
+
+def mode_of(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_private_dirs_are_0700_and_files_0600_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    from econas_hpc import fsio
+
+    old = os.umask(umask)
+    try:
+        folder = fsio.make_private_dir(tmp_path / "a" / "b" / "run")
+        fsio.write_bytes_atomic(folder / "f", b"x")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "a", tmp_path / "a" / "b", folder):
+        assert mode_of(path) == 0o700, path
+    assert mode_of(folder / "f") == 0o600
+
+
+def test_a_foreign_or_writable_run_folder_is_refused(tmp_path: Path) -> None:
+    from econas_hpc import fsio
+
+    folder = fsio.make_private_dir(tmp_path / "run")
+    folder.chmod(0o777)
+    with pytest.raises(fsio.UnsafePathError, match="writable by group or others"):
+        fsio.make_private_dir(folder)
+    folder.chmod(0o700)
+    os.chown(folder, NOBODY, NOBODY)
+    with pytest.raises(fsio.UnsafePathError, match=f"belongs to uid {NOBODY}"):
+        fsio.make_private_dir(folder)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(fsio.UnsafePathError, match="symbolic link"):
+        fsio.make_private_dir(link)
+
+
+def test_checkpoints_and_results_are_private(tmp_path: Path) -> None:
+    from econas_hpc.train import checkpoint as ckpt
+
+    net = tmp_path / "nets" / "abc"
+    path = ckpt.save_checkpoint(net, 1, 0, {"meta": {"arch_id": "a"}})
+    ckpt.write_json_atomic(net / "result-e000-001.json", {"status": "ok"})
+    assert mode_of(net) == 0o700
+    for file in (path, path.with_name(path.name + ".sha256"), net / "result-e000-001.json"):
+        assert mode_of(file) == 0o600, file
+
+
+def test_a_lock_file_of_another_user_or_writable_is_refused(tmp_path: Path) -> None:
+    from econas_hpc.fsio import UnsafePathError
+    from econas_hpc.store.lock import acquire_lock, lock_path_for
+
+    state = tmp_path / "run.h5"
+    with acquire_lock(state):
+        assert mode_of(lock_path_for(state)) == 0o600
+    lock = lock_path_for(state)
+    lock.write_text("{}")
+    lock.chmod(0o666)
+    with pytest.raises(UnsafePathError, match="lock file .* writable by group or others"):
+        acquire_lock(state)
+    lock.chmod(0o600)
+    os.chown(lock, NOBODY, NOBODY)
+    with pytest.raises(UnsafePathError, match=f"lock file .* belongs to uid {NOBODY}"):
+        acquire_lock(state)
+
+
+def test_a_launched_run_is_private_and_resume_refuses_a_writable_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("small.toml").write_text("[search]\ninitial_population = 8\n")
+    argv = ["--executor", "debug", "--dry-run"]
+    proc = run_cli("launch", "--config", "small.toml", "--cycles", "1", *argv, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    root = tmp_path / "state" / "run1.d"
+    assert mode_of(root) == 0o700
+    assert mode_of(root / "run.json") == 0o600
+    for events in root.rglob("events.jsonl"):
+        assert mode_of(events) == 0o600 and mode_of(events.parent) == 0o700
+    root.chmod(0o777)
+    proc = run_cli("resume", "state/run1.h5", cwd=tmp_path)
+    assert_one_line(proc, str(root), "writable by group or others")
+    root.chmod(0o700)
+    os.chown(root, NOBODY, NOBODY)
+    proc = run_cli("resume", "state/run1.h5", cwd=tmp_path)
+    assert_one_line(proc, str(root), f"belongs to uid {NOBODY}")
+
+
+# --- 4. names from data never become paths unchecked ----------------------------------------
+
+TRAVERSAL = "../../../../../../../../../../tmp/{}/TRAVERSED"
+
+
+def _edit_ids(path: Path, new_id: str) -> None:
+    import h5py
+
+    with h5py.File(path, "r+") as handle:
+        ids = handle["networks/arch_id"]
+        values = list(ids.asstr()[()])
+        values[0] = new_id
+        ids[...] = values
+
+
+def test_a_traversing_network_id_in_the_state_is_refused_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    outside = Path("/tmp") / f"econas-redteam-{uuid.uuid4().hex}"
+    monkeypatch.chdir(tmp_path)
+    Path("small.toml").write_text("[search]\ninitial_population = 8\n")
+    fast = ["--executor", "debug", "--dry-run"]
+    proc = run_cli("launch", "--config", "small.toml", "--cycles", "2", *fast, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    state = tmp_path / "state" / "run1.h5"
+    bad = TRAVERSAL.format(outside.name)
+    for path in (state, state.with_name("run1.h5.prev")):
+        _edit_ids(path, bad)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    proc = run_cli("resume", "state/run1.h5", cwd=tmp_path)
+    line = assert_one_line(proc, "TRAVERSED", "not an arch_id")
+    assert str(state) in line or "state/run1.h5" in line
+    assert not outside.exists()
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written anywhere
+
+
+def test_ids_that_become_folders_are_checked() -> None:
+    from econas_hpc.cluster.tasks import WorkItem
+    from econas_hpc.errors import UnsafeNameError
+    from econas_hpc.search.workitems import RunPaths
+    from econas_hpc.space.genotype import check_arch_id
+
+    assert check_arch_id("0123456789ab") == "0123456789ab"
+    for bad in ("../x", "0123456789AB", "0123456789a", "0123456789abc", "", 12, "a/b/c/d/e/f/"):
+        with pytest.raises(UnsafeNameError, match="not an arch_id"):
+            check_arch_id(bad)
+    paths = RunPaths.of("state/run.h5")
+    with pytest.raises(UnsafeNameError):
+        paths.net_dir("../../etc")
+    with pytest.raises(UnsafeNameError):
+        paths.job_name("x;rm -rf", 1)
+    with pytest.raises(UnsafeNameError):
+        WorkItem("n", "dryrun", {"run_dir": "d", "arch_id": "../../x"}, "r.json")
+
+
+def test_zoo_unit_names_are_checked(tmp_path: Path) -> None:
+    from econas_hpc.errors import UnsafeNameError
+    from econas_hpc.study.zoo import ZooPaths, check_setting_name
+
+    assert check_setting_name("c4r4s0e60") == "c4r4s0e60"
+    with pytest.raises(UnsafeNameError, match="cXrYsZeW"):
+        check_setting_name("../../c4r4s0e60")
+    paths = ZooPaths.of(tmp_path / "zoo.h5")
+
+    class Unit:  # the two names a unit folder is made of
+        arch_id = "0123456789ab"
+        setting = "../../../x"
+
+    with pytest.raises(UnsafeNameError):
+        paths.unit_dir(Unit())  # type: ignore[arg-type]
+
+
+def test_checkpoints_and_results_linked_out_of_the_folder_are_refused(
+    tmp_path: Path, victim: Path
+) -> None:
+    from econas_hpc.fsio import UnsafePathError
+    from econas_hpc.search.workitems import read_outcome
+    from econas_hpc.train import checkpoint as ckpt
+
+    net = tmp_path / "net"
+    ckpt.save_checkpoint(net, 1, 0, {"meta": {"arch_id": "a"}})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    ckpt.save_checkpoint(outside, 2, 0, {"meta": {"arch_id": "a"}})
+    for name in ("ep002-s00000.pt", "ep002-s00000.pt.sha256"):
+        (net / name).symlink_to(outside / name)
+    with pytest.raises(UnsafePathError, match="leads outside"):
+        ckpt.load_latest(net, {"arch_id": "a"})
+    # a result linked to a file outside: never read, the link moved aside (not followed)
+    result = net / "result-e000-001.json"
+    result.symlink_to(victim)
+    assert read_outcome(result, "a" * 12, (0, 1)) is None
+    assert not result.exists() and victim.read_bytes() == VICTIM_BYTES
+    # a result naming a checkpoint path instead of a file name is set aside too
+    fields = {"arch_id": "a" * 12, "epoch_start": 0, "epoch_end": 1, "status": "ok"}
+    result.write_text(json.dumps({**fields, "score": 50.0, "checkpoint": "../../../x.pt"}))
+    assert read_outcome(result, "a" * 12, (0, 1)) is None and not result.exists()

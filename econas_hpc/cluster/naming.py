@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.cluster.tasks import WorkItem
-from econas_hpc.fsio import write_json_atomic
+from econas_hpc.fsio import make_private_dir, write_json_atomic
 
 __all__ = ["PACKAGE_ROOT", "ArrayManifests", "array_name", "job_name", "pythonpath_line"]
 
@@ -99,7 +99,7 @@ class ArrayManifests:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent, "executor folder")
     write_json_atomic(path, obj, sort_keys=False)
 
 

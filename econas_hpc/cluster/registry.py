@@ -16,7 +16,7 @@ from typing import Any
 
 from econas_hpc.cluster.options import FINAL_STATES, JobState
 from econas_hpc.cluster.tasks import WorkItem
-from econas_hpc.fsio import write_json_atomic
+from econas_hpc.fsio import make_private_dir, write_json_atomic
 
 __all__ = ["JobRecord", "JobRegistry", "pack_items"]
 
@@ -95,6 +95,6 @@ class JobRegistry:
         return out
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent, "executor folder")
         data = {"next": self.next, "jobs": {k: r.to_dict() for k, r in self.jobs.items()}}
         write_json_atomic(self.path, data, sort_keys=False)  # insertion order = submissions

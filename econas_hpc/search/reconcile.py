@@ -25,7 +25,7 @@ from typing import Any
 from econas_hpc.cluster.accounting import JobLimits, decide_retry
 from econas_hpc.cluster.executors import Executor
 from econas_hpc.cluster.options import FINAL_STATES
-from econas_hpc.fsio import write_json_atomic
+from econas_hpc.fsio import make_private_dir, write_json_atomic
 from econas_hpc.records import OPEN_JOB_STATES, WORST_SCORE, JobRecord, RunState, utc_now
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
@@ -128,7 +128,7 @@ def save(ctx: RunContext, closing: int | None = None) -> None:
 
 
 def _write_token(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     write_json_atomic(path, payload, indent=None, sort_keys=False)
 
 

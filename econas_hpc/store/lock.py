@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from econas_hpc.errors import StateError
-from econas_hpc.fsio import FILE_MODE, write_json_atomic
+from econas_hpc.fsio import FILE_MODE, check_private, write_json_atomic
 from econas_hpc.records import utc_now
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,8 @@ def acquire_lock(
     for _ in range(5):  # a few rounds in case of races with other takers
         if _try_create(path, info):
             return DriverLock(path, token, info)
+        if os.path.lexists(path):  # another user's (or a writable) lock is not ours to judge
+            check_private(path, "lock file")
         holder = _read_holder(path)
         if holder is None:
             continue  # released meanwhile

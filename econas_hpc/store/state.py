@@ -30,6 +30,7 @@ from econas_hpc.records import (
     JobRecord,
     NetworkRecord,
     RunState,
+    check_names,
     utc_now,
 )
 
@@ -268,10 +269,14 @@ def _read(path: Path) -> RunState:
             ]
             jobs = [JobRecord(**r) for r in _read_table(handle["jobs"], _JOB_COLUMNS)]
             cycles = [_cycle_record(r) for r in _read_table(handle["cycles"], _CYCLE_COLUMNS)]
-        except (OSError, KeyError, ValueError, TypeError) as err:
+            check_names(networks, jobs, cycles)  # ids become folder names: arch_ids only
+            config = json.loads(str(attrs["config_json"]))  # bad JSON: a ValueError, so .prev
+            if not isinstance(config, dict):
+                raise TypeError(f"config_json holds a {type(config).__name__}, not an object")
+        except (OSError, KeyError, ValueError, TypeError, RecursionError) as err:
             raise _CorruptFileError(f"{type(err).__name__}: {err}") from None
     return RunState(
-        config=json.loads(str(attrs["config_json"])),
+        config=config,
         seed=int(attrs["seed"]),
         rng_state=str(attrs["rng_state_json"]),
         cycle=int(attrs["cycle"]),

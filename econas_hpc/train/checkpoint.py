@@ -89,7 +89,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write `obj` as strict JSON (no NaN) to `path` atomically, then fsync the directory."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fsio.make_private_dir(path.parent, "network folder")
     fsio.write_json_atomic(path, obj, sort_keys=False)
 
 
@@ -171,7 +171,7 @@ def save_checkpoint(directory: Path, epoch: int, step: int, payload: dict[str, A
     if not isinstance(payload.get("meta"), Mapping):
         raise CheckpointError("checkpoint payload needs a 'meta' mapping (arch_id, setting, ...)")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    fsio.make_private_dir(directory, "checkpoint folder")
     path = directory / checkpoint_name(epoch, step)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -252,9 +252,12 @@ def load_latest(directory: Path, expect: Mapping[str, str]) -> dict[str, Any] | 
     Raises:
         CheckpointError: when the newest valid checkpoint belongs to another network, setting or
             profile (naming both values), or when every complete checkpoint is corrupt.
+        UnsafePathError: a checkpoint (or its sidecar) is a link leading out of `directory`.
     """
     corrupt: list[str] = []
     for _, _, path in reversed(list_checkpoints(directory)):
+        fsio.check_within(path, directory, "checkpoint")  # a link out of the folder: refused
+        fsio.check_within(_sidecar(path), directory, "checkpoint sidecar")
         if not _sidecar(path).exists():
             log.warning("skipping incomplete checkpoint %s (no sidecar)", path)
             continue
