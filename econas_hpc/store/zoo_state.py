@@ -9,7 +9,8 @@ back to `.prev`. Workers never import this module; the zoo runner is the file's 
 
 Schema (also in the file's `schema_doc` attribute):
 - attributes: schema_version, schema_doc, econas_hpc_version, config_json, created, updated,
-  saved_at;
+  saved_at, cell_concat (the cells' concat rule, "all" = every intermediate node; a file
+  without it predates the rule);
 - /networks: arch_id, genotype_json, params and macs (N x S, columns in /settings order; NaN
   until computed);
 - /settings: name, c, r, s, e, recipe, reference, train_images, added;
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ZOO_SCHEMA_VERSION = 1
 SUPPORTED_ZOO_SCHEMAS: tuple[int, ...] = (1,)
+ZOO_CELL_CONCAT = "all"  # supplement C: a zoo cell outputs every intermediate node
 RESULT_STATUSES: tuple[str, ...] = ("ok", "diverged", "unbuildable", "failed")
 NAN = float("nan")
 
@@ -107,6 +109,8 @@ class ZooState:
     results: dict[tuple[str, str], ZooResult] = field(default_factory=dict)
     created: str = field(default_factory=utc_now)
     updated: str = field(default_factory=utc_now)
+    # The rule the file was written under; "" when read from a file that predates it.
+    cell_concat: str = ZOO_CELL_CONCAT
 
 
 _KINDS: dict[str, str] = {"str": "str", "int": "i32", "bool": "i32", "float": "f64"}
@@ -150,7 +154,8 @@ def _schema_doc() -> str:
     lines = [
         f"econas-hpc model zoo, schema {ZOO_SCHEMA_VERSION}. Root attributes: schema_version, "
         "schema_doc (this text), econas_hpc_version, config_json (zoo and training options), "
-        "created / updated / saved_at (ISO 8601 UTC)."
+        "created / updated / saved_at (ISO 8601 UTC), cell_concat (the cells' concat rule: "
+        "'all' = every intermediate node, supplement C; a file without it predates the rule)."
     ]
     for group, record in _TABLES.items():
         lines.append(f"/{group}: one row per {group[:-1]}, in insertion order.")
@@ -187,6 +192,7 @@ def _write(handle: h5py.File, zoo: ZooState) -> None:
     attrs["econas_hpc_version"] = __version__
     attrs["config_json"] = json.dumps(zoo.config, sort_keys=True)
     attrs["created"], attrs["updated"], attrs["saved_at"] = zoo.created, zoo.updated, utc_now()
+    attrs["cell_concat"] = zoo.cell_concat
     networks = _write_table(handle, "networks", list(zoo.networks.values()))
     for name, doc in _MATRIX_DOCS.items():
         networks.create_dataset(name, data=_cost_matrix(zoo, name)).attrs["description"] = doc
@@ -225,6 +231,7 @@ def _read(path: Path) -> ZooState:
             config=json.loads(str(handle.attrs["config_json"])),
             created=str(handle.attrs["created"]),
             updated=str(handle.attrs["updated"]),
+            cell_concat=str(handle.attrs.get("cell_concat", "")),
         )
         zoo.networks = {n.arch_id: n for n in _read_rows(handle, "networks")}
         zoo.settings = {s.name: s for s in _read_rows(handle, "settings")}
