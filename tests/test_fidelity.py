@@ -15,11 +15,23 @@ import numpy as np
 import pytest
 
 from econas_hpc.cli import main
-from econas_hpc.errors import StateError
+from econas_hpc.data.cifar import ArrayDataset, subset_for
+from econas_hpc.errors import InvalidSettingError, StateError
+from econas_hpc.records import RunState
+from econas_hpc.search.config import SearchConfig
+from econas_hpc.settings import (
+    CIFAR_BASE,
+    NOTATION,
+    Setting,
+    check_notation,
+    make_recipe,
+    reduce_level,
+)
 from econas_hpc.space.catalog import ZOO_OPS
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.sampling import mutate, reconcat, sample_genotype
-from econas_hpc.store.zoo_state import ZooStore
+from econas_hpc.store.state import StateStore
+from econas_hpc.store.zoo_state import ZooSetting, ZooStore
 from econas_hpc.study.report import ReportOptions, zoo_report
 from econas_hpc.study.zoo import check_rules, create_zoo
 
@@ -82,3 +94,85 @@ def test_zoo_train_and_report_refuse_an_old_rule_zoo(
     assert len(err.splitlines()) == 1 and "econas-hpc zoo create --state" in err
     assert main(["zoo", "report", str(path), "--no-figures"]) == 2
     assert "zoo create" in capsys.readouterr().err
+
+
+# --- 2. notation levels: level x reduces by 2^(x/2) (spec 5.1) -----------------------------
+
+
+def test_levels_give_the_supplement_table() -> None:
+    # Hand values: 36 / 2^(x/2) = 36, 25.46, 18, 12.73, 9, 6.36, 4.5; 32 / 2^(x/2) = 32,
+    # 22.63, 16, 11.31, 8, 5.66, 4; 50000 / 2^(x/2) = 50000, 35355.3, 25000, 17677.7, 12500,
+    # 8838.8, 6250; halves round up (4.5 -> 5).
+    levels = [Setting(x, x, x, 30) for x in range(7)]
+    assert [s.channels(CIFAR_BASE) for s in levels] == [36, 25, 18, 13, 9, 6, 5]
+    assert [s.resolution(CIFAR_BASE) for s in levels] == [32, 23, 16, 11, 8, 6, 4]
+    samples = [50000, 35355, 25000, 17678, 12500, 8839, 6250]
+    assert [s.train_samples(50000) for s in levels] == samples
+    assert reduce_level(3, 6) == 1 and reduce_level(1, 6) == 1  # never below 1
+    with pytest.raises(InvalidSettingError, match=r"c=7: allowed levels 0\.\.6"):
+        Setting.parse("c7r0s0e30")
+
+
+def test_proxy_numbers_are_unchanged() -> None:
+    # c4r4s0e60 under the old divisor rule: 36 // 4 = 9 channels, 32 / 4 = 8 px, all images.
+    proxy = Setting.parse("c4r4s0e60")
+    assert (proxy.channels(CIFAR_BASE), proxy.resolution(CIFAR_BASE)) == (9, 8)
+    assert proxy.train_samples(50000) == 50000 and proxy.train_samples(45000) == 45000
+    assert make_recipe("search", proxy, "official").epochs == 60
+    # Levels 0, 2, 4 are the old divisors 0, 2, 4 for every factor.
+    for x in (0, 2, 4):
+        old = (36 // x, 32 // x, 50000 // x) if x else (36, 32, 50000)
+        s = Setting(x, x, x, 1)
+        assert (s.channels(CIFAR_BASE), s.resolution(CIFAR_BASE), s.train_samples(50000)) == old
+
+
+def test_inspect_c1r3s2e30_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "darts_v2", "--setting", "c1r3s2e30", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["channels"], info["resolution"], info["train_images"]) == (25, 11, 25000)
+    assert info["epochs"] == 30 and info["notation"] == NOTATION
+    assert info["feature_size"] == 3  # 11 -> 6 -> 3 px: every stride-2 op gives ceil(n / 2)
+
+
+def test_sample_level_subset_follows_the_levels() -> None:
+    data = ArrayDataset(np.zeros((1000, 2, 2, 3), np.uint8), np.arange(1000, dtype=np.int64))
+    assert len(subset_for(data, 1, seed=0)) == 707  # 1000 / sqrt(2) = 707.1
+    assert len(subset_for(data, 3, seed=0)) == 354  # 1000 / 2^1.5 = 353.6
+    assert subset_for(data, 0, seed=0) is data
+
+
+def test_legacy_notation_is_read_only_where_both_rules_agree(tmp_path: Path) -> None:
+    check_notation(NOTATION, ["c1r3s5e30"], "x")
+    check_notation("", ["c4r4s0e60", "c0r0s0e600", "c2r4s2e30"], "old file")  # same meaning
+    with pytest.raises(StateError, match="old file predates the 2\\^\\(x/2\\) levels.*c1r0s0e30"):
+        check_notation("", ["c4r4s0e60", "c1r0s0e30"], "old file")
+    with pytest.raises(StateError, match="'pow3'"):
+        check_notation("pow3", ["c4r4s0e60"], "new file")
+
+
+def _old_state(path: Path, setting: str) -> None:
+    """A run state as the previous version wrote it: its config has no `notation` key."""
+    config = SearchConfig(setting=setting, dataset="synthetic").to_dict()
+    del config["notation"]
+    StateStore(path).save(RunState(config=config, seed=0, rng_state="{}"))
+
+
+def test_state_files_of_the_old_notation(tmp_path: Path) -> None:
+    _old_state(tmp_path / "same.h5", "c4r4s0e60")
+    assert StateStore(tmp_path / "same.h5").load().config["setting"] == "c4r4s0e60"
+    _old_state(tmp_path / "changed.h5", "c3r4s0e60")  # old c3 = 12 channels, now 13
+    with pytest.raises(StateError, match="c3r4s0e60"):
+        StateStore(tmp_path / "changed.h5").load()
+    assert SearchConfig().notation == NOTATION
+
+
+def test_zoo_file_records_the_notation(tmp_path: Path) -> None:
+    path = tmp_path / "zoo.h5"
+    create_zoo(path, 2, seed=0)
+    with h5py.File(path, "r") as handle:
+        assert handle.attrs["notation"] == NOTATION
+    zoo = ZooStore(path).load()
+    zoo.notation = ""  # as a file from before the record
+    zoo.settings["c1r0s0e30"] = ZooSetting("c1r0s0e30", 1, 0, 0, 30, "reduced", False, 1, "")
+    with pytest.raises(StateError, match="c1r0s0e30"):
+        check_rules(zoo, path)

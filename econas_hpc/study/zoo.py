@@ -26,7 +26,7 @@ import numpy as np
 from econas_hpc.errors import ConfigError, StateError
 from econas_hpc.records import utc_now
 from econas_hpc.search.workitems import RunPaths, TrainOptions, network_seed
-from econas_hpc.settings import PROFILES, Base, Setting, make_recipe
+from econas_hpc.settings import PROFILES, Base, Setting, check_notation, make_recipe
 from econas_hpc.space.catalog import OP_SETS
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.sampling import sample_genotype
@@ -83,7 +83,7 @@ class ZooTrainOptions:
         return TrainOptions(layers=self.layers).base()
 
     def train_size(self) -> int:
-        """Training images before the s divisor (the reduced/original recipes hold none out)."""
+        """Training images before the s level (the reduced/original recipes hold none out)."""
         return self.synthetic_train if self.dataset == "synthetic" else self.base().train_size
 
 
@@ -139,7 +139,7 @@ def sample_zoo(size: int, nodes: int, ops: str, seed: int) -> list[Genotype]:
     rng = np.random.default_rng(seed)
     found: dict[str, Genotype] = {}
     for _ in range(size * MAX_DRAWS_PER_NETWORK):
-        genotype = sample_genotype(rng, nodes=nodes, ops=OP_SETS[ops], concat_mode=ZOO_CELL_CONCAT)
+        genotype = sample_genotype(rng, nodes=nodes, ops=OP_SETS[ops], concat_mode="all")
         found.setdefault(genotype.arch_id, genotype)
         if len(found) == size:
             return list(found.values())
@@ -184,7 +184,8 @@ def check_rules(zoo: ZooState, path: str | Path) -> None:
     """Refuse a zoo file written under an older rule than this version trains and reports.
 
     Raises:
-        StateError: the cells' concat rule is not supplement C's (all intermediate nodes).
+        StateError: the cells' concat rule is not supplement C's (all intermediate nodes), or
+            a setting written under the old notation whose meaning changed.
     """
     if zoo.cell_concat != ZOO_CELL_CONCAT:
         rule = zoo.cell_concat or str(zoo.config.get("concat_mode", "unknown"))
@@ -193,6 +194,7 @@ def check_rules(zoo: ZooState, path: str | Path) -> None:
             "cell's output), not supplement C's (all 5 intermediate nodes); recreate it with "
             f"`econas-hpc zoo create --state NEW.h5 --size {zoo.config.get('size', 50)}`"
         )
+    check_notation(zoo.notation, list(zoo.settings), f"zoo file {path}")
 
 
 def requested_settings(settings: str | None, grid: str | None, base: Base) -> list[str]:
