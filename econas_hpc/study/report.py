@@ -167,7 +167,12 @@ def setting_row(zoo: ZooState, name: str, band: float = DEFAULT_BAND) -> dict[st
 
 
 def entropy_lines(rho: dict[str, float]) -> list[dict[str, Any]]:
-    """rho_e of every factor line (>= 2 settings with a rho_sp), ordered by increasing budget."""
+    """rho_e of every factor line (>= 2 settings with a rho_sp).
+
+    Each line lists its settings by increasing subscript (c0, c1, ..., c4; e30, e60, ...) with
+    their rho_sp, and rho_e is the Spearman of those rho_sp against 1..n (supplement D), so a
+    line whose rho_sp falls as channels shrink reads about -1.
+    """
     out = []
     for factor, lines in line_values(factor_lines(list(rho)), rho).items():
         for line in lines:
