@@ -32,7 +32,8 @@ from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.sampling import mutate, reconcat, sample_genotype
 from econas_hpc.store.state import StateStore
 from econas_hpc.store.zoo_state import ZooSetting, ZooStore
-from econas_hpc.study.report import ReportOptions, zoo_report
+from econas_hpc.study.metrics import entropy, factor_lines, line_values
+from econas_hpc.study.report import ReportOptions, entropy_lines, zoo_report
 from econas_hpc.study.zoo import check_rules, create_zoo
 
 # --- 1. zoo cells output all 5 intermediate nodes (supplement C) ---------------------------
@@ -176,3 +177,26 @@ def test_zoo_file_records_the_notation(tmp_path: Path) -> None:
     zoo.settings["c1r0s0e30"] = ZooSetting("c1r0s0e30", 1, 0, 0, 30, "reduced", False, 1, "")
     with pytest.raises(StateError, match="c1r0s0e30"):
         check_rules(zoo, path)
+
+
+# --- 3. rho_e by increasing subscript (supplement D) ---------------------------------------
+
+
+def test_rho_e_reads_minus_one_when_rho_sp_falls_as_channels_shrink(tmp_path: Path) -> None:
+    # rho_sp of c0..c4 (channels 36 -> 9) falling: 0.9, 0.8, 0.7, 0.6, 0.5. Objective set in
+    # the order c0, c1, c2, c3, c4 against the base 1..5: ranks 5,4,3,2,1 vs 1..5 -> -1.
+    rho = {f"c{x}r0s0e30": 0.9 - 0.1 * x for x in (3, 0, 4, 1, 2)}  # any input order
+    (line,) = entropy_lines(rho)
+    assert line["factor"] == "c"
+    assert line["settings"] == [f"c{x}r0s0e30" for x in range(5)]
+    assert line["rho_sp"] == pytest.approx([0.9, 0.8, 0.7, 0.6, 0.5])
+    assert line["rho_e"] == pytest.approx(-1.0)
+    # Along e, more epochs ranking better reads +1: e30 < e60 < e120.
+    (epochs,) = entropy_lines({"c4r4s0e60": 0.6, "c4r4s0e30": 0.4, "c4r4s0e120": 0.7})
+    assert epochs["settings"] == ["c4r4s0e30", "c4r4s0e60", "c4r4s0e120"]
+    assert epochs["rho_e"] == pytest.approx(1.0)
+    # One swap in five: objective 0.9, 0.7, 0.8, 0.6, 0.5 -> ranks 5,3,4,2,1; d = 4,1,1,2,4
+    # against 1..5 -> sum d^2 = 38, rho = 1 - 6*38/120 = -0.9.
+    assert entropy([0.9, 0.7, 0.8, 0.6, 0.5]) == pytest.approx(-0.9)
+    lines = line_values(factor_lines(list(rho)), rho)
+    assert [s for s, _ in lines["c"][0]] == line["settings"]  # the figure's order
