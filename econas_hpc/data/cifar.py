@@ -20,6 +20,7 @@ import numpy as np
 
 from econas_hpc.data.synthetic import CIFAR_FOLDER, write_synthetic_cifar
 from econas_hpc.errors import ConfigError, DataError, UnsafeDataError
+from econas_hpc.settings import MAX_LEVEL, reduce_level
 
 log = logging.getLogger(__name__)
 
@@ -226,21 +227,19 @@ def split_holdout(
 
 
 def subset_for(train: ArrayDataset, s: int, seed: int) -> ArrayDataset:
-    """The fixed 1/s subset of the sample-ratio factor (s=0 -> all), a pure function of `seed`.
+    """The fixed subset of sample level s (s=0 -> all), a pure function of `seed`.
 
-    Keeps `int(len(train) / s)` samples (the official sampler's `int(50000 * ratio)`), in the
-    original order; the per-epoch shuffle is `augment.epoch_order`'s job.
+    Keeps `reduce_level(len(train), s)` samples (len / 2^(s/2), rounded half up, >= 1; spec
+    5.1), in the original order; the per-epoch shuffle is `augment.epoch_order`'s job.
 
     Raises:
-        ConfigError: negative `s`, or an `s` that leaves no sample.
+        ConfigError: a level outside 0..MAX_LEVEL.
     """
-    if s < 0:
-        raise ConfigError(f"sample-ratio divisor s={s} must be >= 0 (0 = all samples)")
-    if s in (0, 1):
+    if not 0 <= s <= MAX_LEVEL:
+        raise ConfigError(f"sample level s={s} must be in 0..{MAX_LEVEL} (0 = all samples)")
+    size = reduce_level(len(train), s)
+    if size >= len(train):
         return train
-    size = len(train) // s
-    if size == 0:
-        raise ConfigError(f"s={s} leaves no sample of {len(train)}; allowed s <= {len(train)}")
     rng = np.random.default_rng([seed, _SUBSET_STREAM])
     return train.take(np.sort(rng.choice(len(train), size=size, replace=False)))
 

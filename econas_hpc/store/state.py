@@ -33,6 +33,7 @@ from econas_hpc.records import (
     check_names,
     utc_now,
 )
+from econas_hpc.settings import PROXY, check_notation
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +348,8 @@ class StateStore:
         """Read the main file, or `.prev` (with a warning) when the main one is corrupt/missing.
 
         Raises:
-            StateError: neither file exists or is readable, or a schema newer than supported.
+            StateError: neither file exists or is readable, a schema newer than supported, or
+                a search setting written under the old notation that changed meaning.
         """
         if not self.exists():
             raise StateError(f"state file {self.path} does not exist")
@@ -361,6 +363,9 @@ class StateStore:
             except _CorruptFileError as err:
                 problems.append(f"{candidate} is unreadable ({err})")
                 continue
+            # A file from before the 2^(x/2) levels is refused if its setting changed meaning.
+            setting = str(state.config.get("setting", PROXY))
+            check_notation(str(state.config.get("notation", "")), [setting], f"state {candidate}")
             if candidate != self.path:
                 log.warning("%s; loaded the previous snapshot %s instead", problems[0], candidate)
             self.loaded_from = candidate
