@@ -16,6 +16,8 @@ from econas_hpc.data.cifar import DATASETS, load_dataset, split_holdout
 from econas_hpc.data.digits import (
     DIGITS_MEAN,
     DIGITS_STD,
+    TEST_SIZE,
+    TRAIN_SIZE,
     load_digits_split,
     stratified_test_indices,
 )
@@ -35,7 +37,7 @@ def test_listed_as_a_dataset() -> None:
 
 def test_shapes_and_classes(split: tuple) -> None:
     train, test = split
-    assert (len(train), len(test)) == (1347, 450)
+    assert (len(train), len(test)) == (TRAIN_SIZE, TEST_SIZE) == (1347, 450)
     for ds in (train, test):
         assert ds.images.dtype == np.uint8 and ds.images.shape[1:] == (32, 32, 3)
         assert ds.labels.dtype == np.int64
