@@ -126,22 +126,26 @@ def plot_score_params(history: RunHistory, out_dir: Path) -> list[Path]:
     for pool in POOL_NAMES:
         group = [n for n in nets if n.pool == pool]
         if group:
-            xs = [(n.params or 0) / 1e6 for n in group]
-            ax.scatter(xs, [n.score for n in group], s=18, c=POOL_COLORS[pool], label=pool)
+            xs = [n.params or 0 for n in group]
+            ax.scatter(
+                xs, [n.score for n in group], s=18, c=POOL_COLORS[pool], label=pool, zorder=3
+            )
     front = sorted((n for n in nets if n.on_front), key=lambda n: n.params or 0)
     if front:
         ax.step(
-            [(n.params or 0) / 1e6 for n in front],
+            [n.params or 0 for n in front],
             [n.score for n in front],
             where="post",
             color=FRONT_COLOR,
             marker="D",
+            markerfacecolor="none",
+            markersize=9,
             label="Pareto front (fully trained)",
         )
-    ax.set_xlabel("parameters (millions)")
+    ax.set_xlabel("parameters")
     ax.set_ylabel("latest score (%)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     _title(ax, history, "score against parameters")
     return save_figure(fig, Path(out_dir), "score_vs_params")
 

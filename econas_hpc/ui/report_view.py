@@ -62,12 +62,12 @@ def _front_table(networks: Sequence[Mapping[str, Any]]) -> Table | None:
     front = sorted((n for n in networks if n["on_front"]), key=lambda n: n["params"] or 0)
     if not front:
         return None
-    table = Table(title="Pareto front (score vs parameters, fully trained)", title_justify="left")
+    table = Table(title="Pareto front (fully trained)", title_justify="left")
     table.add_column("arch_id", no_wrap=True)
     table.add_column("score", justify="right")
     table.add_column("params", justify="right")
     for net in front:
-        table.add_row(net["arch_id"], _num(net["score"]), f"{(net['params'] or 0) / 1e6:.3f} M")
+        table.add_row(net["arch_id"], _num(net["score"]), f"{net['params'] or 0:,}")
     return table
 
 
