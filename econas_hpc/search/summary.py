@@ -15,11 +15,13 @@ import math
 import os
 import socket
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.records import INITIAL_CYCLE, JOB_STATES, POOL_NAMES, RunState
+from econas_hpc.errors import CAUSES
+from econas_hpc.records import FAILED_STATUSES, INITIAL_CYCLE, JOB_STATES, POOL_NAMES, RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.workitems import RunPaths
@@ -155,6 +157,15 @@ def _executor(path: Path) -> str:
         return ""
 
 
+def waiting(state: RunState) -> list[dict[str, Any]]:
+    """Pending segments that wait for a fault outside the network to be fixed, by cause:
+    [{"cause", "label", "segments"}] (the driver stopped for them; `resume` continues)."""
+    counts = Counter(j.cause for j in state.jobs.values() if j.cause and j.state == "planned")
+    return [
+        {"cause": c, "label": CAUSES.get(c, c), "segments": n} for c, n in sorted(counts.items())
+    ]
+
+
 def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
     """The status of one run as a JSON-ready dict.
 
@@ -165,7 +176,9 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
     latest finished cycle's Spearman values, None when not known) and proxy_rank_warn (the
     threshold below which they read as unreliable), best (arch_id, score, segments, ...),
     retrain (`summarize_retrain` rows of the `/retrain` table, NaN as None; [] when never
-    retrained), driver (lock holder or None), executor, dry_run, strategy.
+    retrained), driver (lock holder or None), executor, dry_run, strategy, waiting
+    (`waiting`: segments held back by a fault outside the network, by cause) and failures
+    (networks failed by their own cause: diverged, unbuildable, failed = repeated crashes).
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
@@ -210,6 +223,8 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
         "executor": _executor(path),
         "dry_run": cfg.dry_run,
         "strategy": cfg.strategy,
+        "waiting": waiting(state),
+        "failures": {k: v for k, v in counts["statuses"].items() if k in FAILED_STATUSES},
     }
 
 
@@ -267,4 +282,5 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
         "cycle": max(state.cycle, 0),
         "cycles_total": cfg.cycles,
         "networks": networks,
+        "waiting": waiting(state),
     }
