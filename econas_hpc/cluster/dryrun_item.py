@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.cluster.workitem import WorkItem
-from econas_hpc.fsio import write_json_atomic
+from econas_hpc.cluster.workitem import WorkItem, write_worker_json
 
 TICK_S = 0.1  # how often a sleeping dry-run item looks at the stop event
 PROGRESS_EVERY_S = 1.0  # a dry-run item's "per-epoch checkpoint": its progress file
@@ -64,7 +63,6 @@ def dryrun_result(item: WorkItem, diverge: bool, wall_s: float, resumes: int) ->
 def run_dryrun(item: WorkItem, stop: threading.Event) -> str:
     """Sleep `sleep_s` (resumable, stop-checked), then fail as asked or write the result."""
     spec, progress = item.spec, progress_path(item)
-    progress.parent.mkdir(parents=True, exist_ok=True)
     fail = spec.get("fail") or ""
     done_s, resumes = 0.0, 0
     if progress.exists():
@@ -76,13 +74,13 @@ def run_dryrun(item: WorkItem, stop: threading.Event) -> str:
     target, last_save = float(spec.get("sleep_s") or 0.0), time.monotonic()
     while done_s < target:
         if stop.is_set():
-            write_json_atomic(progress, {"slept_s": done_s, "resumes": resumes})
+            write_worker_json(progress, {"slept_s": done_s, "resumes": resumes})
             return "interrupted"
         tick = min(TICK_S, target - done_s)
         time.sleep(tick)
         done_s += tick
         if time.monotonic() - last_save >= PROGRESS_EVERY_S:
-            write_json_atomic(progress, {"slept_s": done_s, "resumes": resumes})
+            write_worker_json(progress, {"slept_s": done_s, "resumes": resumes})
             last_save = time.monotonic()
     if fail == "crash":
         raise RuntimeError(f"dry-run item {item.name}: injected crash")

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from econas_hpc.fsio import append_text, make_private_dir
+
 EVENTS_FILE = "events.jsonl"
 ECONAS_JOB_ID = "ECONAS_JOB_ID"  # set by executors without a scheduler (local-<n>)
 
@@ -37,13 +39,8 @@ def append_event(run_dir: Path, event: str, item: str, **fields: Any) -> None:
     """Append one JSON line to `<run_dir>/events.jsonl` (one write: whole lines on local disks)."""
     record = {"t": round(time.time(), 3), "event": event, "item": item, **job_context(), **fields}
     line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    make_private_dir(run_dir, "network folder")
+    append_text(run_dir / EVENTS_FILE, line)  # O_NOFOLLOW: never through a planted link
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.errors import ConfigError
-from econas_hpc.fsio import write_json_atomic
+from econas_hpc.fsio import make_private_dir, write_json_atomic
+from econas_hpc.space.genotype import check_arch_id
 
 KINDS = ("train", "dryrun", "imagenet")
 DRYRUN_FAILURES = ("", "crash", "hang", "diverge")
@@ -37,6 +38,8 @@ class WorkItem:
             raise ConfigError(f"work item {self.name!r}: kind {self.kind!r}; allowed {KINDS}")
         if not self.spec.get("run_dir"):
             raise ConfigError(f"work item {self.name!r}: spec has no run_dir")
+        if "arch_id" in self.spec:  # it names the item's folders: an arch_id, never a path
+            check_arch_id(self.spec["arch_id"], f"work item {self.name!r}: network id")
         fail = self.spec.get("fail") or ""
         if self.kind == "dryrun" and fail not in DRYRUN_FAILURES:
             raise ConfigError(f"work item {self.name!r}: fail={fail!r}; allowed {DRYRUN_FAILURES}")
@@ -46,10 +49,8 @@ class WorkItem:
         return Path(self.spec["run_dir"])
 
     def write_result(self, result: Mapping[str, Any]) -> None:
-        """Write the item's result file atomically (`fsio`), creating its folder if needed."""
-        path = Path(self.result_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, dict(result))
+        """Write the item's result file (`write_worker_json`)."""
+        write_worker_json(Path(self.result_path), dict(result))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,3 +64,9 @@ class WorkItem:
     def from_dict(cls, data: Mapping[str, Any]) -> WorkItem:
         name, kind, path = str(data["name"]), str(data["kind"]), str(data["result_path"])
         return cls(name, kind, dict(data["spec"]), path)
+
+
+def write_worker_json(path: Path, obj: object) -> None:
+    """A worker's JSON file (result or progress), atomically, in a private network folder."""
+    make_private_dir(path.parent, "network folder")
+    write_json_atomic(path, obj, sort_keys=False)

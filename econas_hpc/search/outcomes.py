@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from econas_hpc.fsio import UnsafePathError, check_within
 from econas_hpc.search.evolution import RESULT_STATUSES
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,13 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
 
     A file that exists but is unreadable or belongs to another segment is moved aside to
     `<path>.bad-<pid>` (logged) so that a retry recomputes it: workers skip items whose result
-    file exists. "interrupted" results are never final.
+    file exists. "interrupted" results are never final. A result that is a link leading out of
+    the network's folder is never read (moved aside too), nor a checkpoint name that is a path.
     """
+    try:
+        check_within(path, path.parent, "result")
+    except UnsafePathError as exc:
+        return _set_aside(path, f"refused ({exc})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -51,6 +57,9 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
         return _set_aside(path, f"malformed ({exc!r})")
     if found != (arch_id, *epochs):
         return _set_aside(path, f"for {found}, expected {(arch_id, *epochs)}")
+    checkpoint = str(data.get("checkpoint") or "")
+    if checkpoint and (Path(checkpoint).name != checkpoint or checkpoint.startswith(".")):
+        return _set_aside(path, f"naming checkpoint {checkpoint!r}, which is not a file name")
     if status == "interrupted":
         return None
     if status not in RESULT_STATUSES or (status == "ok" and not math.isfinite(score)):
@@ -60,7 +69,7 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
         score,
         float(data.get("wall_s") or 0.0),
         str(data.get("device") or ""),
-        str(data.get("checkpoint") or ""),
+        checkpoint,
         str(data.get("checkpoint_sha256") or ""),
     )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 from econas_hpc.cluster.options import ClusterOptions, load_cluster_options
 from econas_hpc.errors import ConfigError, StateError
+from econas_hpc.fsio import check_private, make_private_dir, write_json_atomic
 from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.settings import CIFAR_BASE, Base, Setting, make_recipe
 
@@ -170,11 +170,9 @@ class ExecOptions:
 
 def write_run_file(paths: RunPaths, train: TrainOptions, execution: ExecOptions) -> None:
     """`<run>.d/run.json` atomically: the options `resume` needs besides the state file."""
-    paths.root.mkdir(parents=True, exist_ok=True)
+    make_private_dir(paths.root)
     data = {"format": RUN_FILE_FORMAT, "train": train.to_dict(), "execution": execution.to_dict()}
-    tmp = paths.run_file.with_name(paths.run_file.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, paths.run_file)
+    write_json_atomic(paths.run_file, data)
 
 
 def read_run_file(paths: RunPaths) -> tuple[TrainOptions, ExecOptions]:
@@ -182,7 +180,10 @@ def read_run_file(paths: RunPaths) -> tuple[TrainOptions, ExecOptions]:
 
     Raises:
         StateError: the run file is missing or unreadable.
+        UnsafePathError: the run folder is another user's, a link, or group/world-writable.
     """
+    if paths.root.is_dir() or paths.root.is_symlink():
+        check_private(paths.root)
     try:
         data = json.loads(paths.run_file.read_text(encoding="utf-8"))
         train = TrainOptions.from_dict(data["train"])

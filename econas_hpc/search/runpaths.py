@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from econas_hpc.space.genotype import check_arch_id
+
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -49,7 +51,8 @@ class RunPaths:
 
     def job_name(self, arch_id: str, segment: int) -> str:
         """`econas-<run>-<arch_id>-s<segment>`: what `squeue` shows for the segment's job."""
-        return f"{self.name_prefix}{arch_id}-s{segment}"
+        return f"{self.name_prefix}{check_arch_id(arch_id)}-s{segment}"
 
     def net_dir(self, arch_id: str) -> Path:
-        return self.nets / arch_id
+        """`nets/<arch_id>`; the id (read from the state file) must be an arch_id."""
+        return self.nets / check_arch_id(arch_id)

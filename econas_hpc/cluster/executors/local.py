@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+import submitit.local.local
 
 from econas_hpc.cluster.executors.task import CheckpointableTask
 from econas_hpc.cluster.naming import PACKAGE_ROOT
@@ -96,6 +97,35 @@ def _interruptible_children() -> Iterator[None]:
     finally:
         if restore is not None:
             signal.signal(signal.SIGINT, restore)
+
+
+class _SessionSubprocess:
+    """`subprocess` as submitit's local launcher sees it, with every Popen in a new session."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:  # noqa: N802  (the API)
+        return subprocess.Popen(*args, start_new_session=True, **kwargs)
+
+
+@contextlib.contextmanager
+def _own_session() -> Iterator[None]:
+    """Start local controllers in a session of their own, away from the driver's terminal.
+
+    Ctrl-C in a terminal signals its whole foreground process group: controllers in the
+    driver's group would die with it (tracebacks in the terminal, and every job in flight lost
+    and counted as a crash). In their own session they run on, as Slurm jobs do, and `resume`
+    re-attaches them; `cancel` still reaches them by pid.
+    """
+    module = submitit.local.local
+    original = module.subprocess
+    module.subprocess = _SessionSubprocess()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        module.subprocess = original
 
 
 class LocalExecutor:
@@ -177,7 +207,7 @@ class LocalExecutor:
             params.update(gpus_per_node=1, visible_gpus=(record.gpu,))
         executor.update_parameters(**params)
         task = CheckpointableTask(stop_timeout_s=max(5, self.options.signal_delay_s - 10))
-        with _job_env(record.job_id), _interruptible_children():
+        with _job_env(record.job_id), _interruptible_children(), _own_session():
             job = executor.submit(task, record.items)
         record.pid, record.state = int(job.job_id), "running"
         process = getattr(job, "_process", None)  # LocalJob keeps its controller's Popen
