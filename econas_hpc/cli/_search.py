@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _picked, _sigterm_stops
+from econas_hpc.search.runsummary import UnreadableRun
 from econas_hpc.ui.cluster_view import render_cluster
 from econas_hpc.ui.search_view import SearchView, render_best, render_status
 
@@ -67,14 +68,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from econas_hpc.search.summary import find_runs, summarize_all
 
     runs = summarize_all(args.paths or find_runs("state"), top=args.top)
-    runs = [cluster_status(run, live=args.live) for run in runs]  # --live: one sacct per run
+    statuses = [cluster_status(run, live=args.live) for run in runs]  # --live: one sacct per run
     if args.json:
-        sys.stdout.writelines(json.dumps(run, sort_keys=True) + "\n" for run in runs)
+        sys.stdout.writelines(json.dumps(status, sort_keys=True) + "\n" for status in statuses)
     else:
         console = Console()
         render_status(console, runs)
-        render_cluster(console, runs)
-    return 2 if any("error" in run for run in runs) else 0
+        render_cluster(console, statuses)
+    return 2 if any(isinstance(run, UnreadableRun) for run in runs) else 0
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
