@@ -10,7 +10,9 @@ from typing import Any
 from rich.console import Console
 
 from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _picked, _sigterm_stops
+from econas_hpc.search.config import STRATEGIES
 from econas_hpc.search.runsummary import UnreadableRun
+from econas_hpc.settings import DATASETS, PROFILES
 from econas_hpc.ui.cluster_view import render_cluster
 from econas_hpc.ui.search_view import SearchView, render_best, render_status
 
@@ -98,9 +100,7 @@ def _add_search_options(parser: argparse.ArgumentParser, title: str) -> None:
     )
     group.add_argument("--cycles", type=int, help="evolution cycles (default 100)")
     group.add_argument("--seed", type=int, help="seed of the search's generator (default 0)")
-    group.add_argument(
-        "--dataset", choices=("cifar10", "digits", "synthetic"), help="default cifar10"
-    )
+    group.add_argument("--dataset", choices=DATASETS, help="default cifar10")
     group.add_argument("--data", dest="data_dir", metavar="DIR", help="data directory (data)")
     group.add_argument(
         "--dry-run",
@@ -108,8 +108,8 @@ def _add_search_options(parser: argparse.ArgumentParser, title: str) -> None:
         default=None,
         help="score segments with a deterministic pseudo-accuracy; train nothing",
     )
-    group.add_argument("--strategy", choices=("hierarchical", "single"), help="hierarchical")
-    group.add_argument("--profile", choices=("supplement", "official"), help="supplement")
+    group.add_argument("--strategy", choices=STRATEGIES, help="hierarchical")
+    group.add_argument("--profile", choices=PROFILES, help="supplement")
 
 
 def _add_detach(parser: argparse.ArgumentParser) -> None:

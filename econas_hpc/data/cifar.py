@@ -20,14 +20,13 @@ import numpy as np
 
 from econas_hpc.data.synthetic import CIFAR_FOLDER, write_synthetic_cifar
 from econas_hpc.errors import ConfigError, DataError, UnsafeDataError
-from econas_hpc.settings import MAX_LEVEL, reduce_level
+from econas_hpc.settings import DATASETS, MAX_LEVEL, reduce_level
 
 log = logging.getLogger(__name__)
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
-DATASETS = ("cifar10", "digits", "synthetic")
 LAYOUT = f"<root>/{CIFAR_FOLDER}/data_batch_1..5, {TEST_FILE}"
 # Independent streams per purpose, so changing the split never changes the subset or vice versa.
 _SPLIT_STREAM, _SUBSET_STREAM = 0x5EED_0001, 0x5EED_0002

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from econas_hpc.cluster.options import ClusterOptions, load_cluster_options
+from econas_hpc.cluster.options import EXECUTOR_KINDS, ClusterOptions, load_cluster_options
 from econas_hpc.errors import ConfigError, StateError
 from econas_hpc.fsio import check_private, make_private_dir, write_json_atomic
 from econas_hpc.search.runpaths import RunPaths
@@ -23,7 +23,6 @@ from econas_hpc.settings import CIFAR_BASE, Base, Setting, make_recipe
 
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 FAULT_KINDS: tuple[str, ...] = ("crash", "hang", "diverge")
-EXECUTORS: tuple[str, ...] = ("debug", "local", "slurm")
 RUN_FILE_FORMAT = 1
 LOCAL_POLL_S = 0.5  # no scheduler to spare: executors without one are polled often
 
@@ -121,8 +120,8 @@ class ExecOptions:
     def __post_init__(self) -> None:
         kind = self.executor or default_executor()
         object.__setattr__(self, "executor", kind)  # frozen: resolve once, store resolved
-        if kind not in EXECUTORS:
-            raise ConfigError(f"executor {kind!r} is unknown; allowed: {', '.join(EXECUTORS)}")
+        if kind not in EXECUTOR_KINDS:
+            raise ConfigError(f"executor {kind!r} is unknown; allowed: {', '.join(EXECUTOR_KINDS)}")
         check_device(self.device)
         for name in ("job_timeout_s", "dryrun_sleep_s"):
             value = getattr(self, name)

@@ -29,15 +29,15 @@ from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, DataError
 from econas_hpc.search.runfile import ExecOptions
-from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE, Setting, make_recipe
+from econas_hpc.settings import CIFAR_BASE, DATASETS, IMAGENET_BASE, Setting, make_recipe
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.parse import parse_genotype
 from econas_hpc.train import SegmentSpec, result_path
 from econas_hpc.train.imagenet_spec import ImageNetSpec, imagenet_result_path, resolve_batch
 
-__all__ = ["DATASETS", "TrainRequest", "imagenet_rank", "train_genotype"]
+__all__ = ["TRAIN_DATASETS", "TrainRequest", "imagenet_rank", "train_genotype"]
 
-DATASETS = ("cifar10", "digits", "synthetic", "imagenet")
+TRAIN_DATASETS = (*DATASETS, IMAGENET_BASE.name)  # `train` also trains the ImageNet base
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +64,8 @@ class TrainRequest:
     execution: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"dataset {self.dataset!r} is unknown; allowed: {DATASETS}")
+        if self.dataset not in TRAIN_DATASETS:
+            raise ConfigError(f"dataset {self.dataset!r} is unknown; allowed: {TRAIN_DATASETS}")
         if self.executor not in ("", "slurm", "local"):
             raise ConfigError(f"executor {self.executor!r}; allowed: slurm, local (or none)")
         if self.nodes < 1 or self.gpus_per_node < 1:

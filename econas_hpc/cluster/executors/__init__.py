@@ -26,13 +26,18 @@ from econas_hpc.cluster.debug import DebugExecutor
 from econas_hpc.cluster.executors.local import LocalExecutor, visible_gpus
 from econas_hpc.cluster.executors.slurm import SlurmExecutor, sbatch_parameters, sbatch_script
 from econas_hpc.cluster.executors.task import CheckpointableTask
-from econas_hpc.cluster.options import ClusterOptions, JobState, load_cluster_options
+from econas_hpc.cluster.options import (
+    EXECUTOR_KINDS,
+    ClusterOptions,
+    JobState,
+    load_cluster_options,
+)
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError
 from econas_hpc.fsio import make_private_dir
 
 __all__ = [
-    "KINDS",
+    "EXECUTOR_KINDS",
     "CheckpointableTask",
     "ClusterOptions",
     "Executor",
@@ -45,8 +50,6 @@ __all__ = [
     "sbatch_script",
     "visible_gpus",
 ]
-
-KINDS = ("debug", "local", "slurm")
 
 
 class Executor(Protocol):
@@ -71,7 +74,7 @@ def make_executor(kind: str, folder: Path, options: ClusterOptions) -> Executor:
         "slurm": SlurmExecutor,
     }
     if kind not in factories:
-        raise ConfigError(f"executor {kind!r} is unknown; allowed: {KINDS}")
+        raise ConfigError(f"executor {kind!r} is unknown; allowed: {EXECUTOR_KINDS}")
     # submitit's job folders (its pickles included) live inside this private folder
     make_private_dir(folder, "executor folder")
     return factories[kind](Path(folder), options)
