@@ -27,7 +27,7 @@ import submitit.local.local
 from econas_hpc.cluster.executors.task import CheckpointableTask
 from econas_hpc.cluster.naming import PACKAGE_ROOT
 from econas_hpc.cluster.options import ClusterOptions, JobState
-from econas_hpc.cluster.registry import JobRecord, JobRegistry, pack_items
+from econas_hpc.cluster.registry import JobRegistry, RegisteredJob, pack_items
 from econas_hpc.cluster.tasks import ECONAS_JOB_ID, WorkItem
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class LocalExecutor:
     def find(self, name_prefix: str) -> dict[str, str]:
         return self.registry.names(name_prefix)
 
-    def _job_folder(self, record: JobRecord) -> Path:
+    def _job_folder(self, record: RegisteredJob) -> Path:
         return self.folder / "local" / record.job_id
 
     def _pump(self) -> None:
@@ -195,7 +195,7 @@ class LocalExecutor:
             running.append(record)
             busy.add(record.gpu)
 
-    def _start(self, record: JobRecord) -> None:
+    def _start(self, record: RegisteredJob) -> None:
         executor = submitit.LocalExecutor(
             self._job_folder(record), max_num_timeout=self.options.max_num_timeout
         )
@@ -215,7 +215,7 @@ class LocalExecutor:
             self._procs[record.job_id] = process
         log.info("local job %s started (pid %s, gpu %s)", record.job_id, record.pid, record.gpu)
 
-    def _running_state(self, record: JobRecord) -> JobState:
+    def _running_state(self, record: RegisteredJob) -> JobState:
         """running while the controller lives; then done/failed from submitit's result pickle."""
         proc = self._procs.get(record.job_id)
         alive = proc.poll() is None if proc is not None else self._controller_alive(record)
@@ -229,7 +229,7 @@ class LocalExecutor:
             outcome = pickle.load(fh)
         return "done" if outcome[0] == "success" else "failed"
 
-    def _controller_alive(self, record: JobRecord) -> bool:
+    def _controller_alive(self, record: RegisteredJob) -> bool:
         # A pid can be reused after a reboot: it is ours only if it runs our controller for this
         # job's folder. A zombie has an empty cmdline and counts as dead.
         try:
