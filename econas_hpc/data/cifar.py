@@ -21,13 +21,14 @@ import numpy as np
 
 from econas_hpc.data.synthetic import CIFAR_FOLDER, write_synthetic_cifar
 from econas_hpc.errors import ConfigError, DataError, UnsafeDataError
+from econas_hpc.settings import MAX_LEVEL, reduce_level
 
 log = logging.getLogger(__name__)
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
-DATASETS = ("cifar10", "synthetic")
+DATASETS = ("cifar10", "digits", "synthetic")
 LAYOUT = f"<root>/{CIFAR_FOLDER}/data_batch_1..5, {TEST_FILE}"
 # Independent streams per purpose, so changing the split never changes the subset or vice versa.
 _SPLIT_STREAM, _SUBSET_STREAM = 0x5EED_0001, 0x5EED_0002
@@ -232,21 +233,19 @@ def split_holdout(
 
 
 def subset_for(train: ArrayDataset, s: int, seed: int) -> ArrayDataset:
-    """The fixed 1/s subset of the sample-ratio factor (s=0 -> all), a pure function of `seed`.
+    """The fixed subset of sample level s (s=0 -> all), a pure function of `seed`.
 
-    Keeps `int(len(train) / s)` samples (the official sampler's `int(50000 * ratio)`), in the
-    original order; the per-epoch shuffle is `augment.epoch_order`'s job.
+    Keeps `reduce_level(len(train), s)` samples (len / 2^(s/2), rounded half up, >= 1; spec
+    5.1), in the original order; the per-epoch shuffle is `augment.epoch_order`'s job.
 
     Raises:
-        ConfigError: negative `s`, or an `s` that leaves no sample.
+        ConfigError: a level outside 0..MAX_LEVEL.
     """
-    if s < 0:
-        raise ConfigError(f"sample-ratio divisor s={s} must be >= 0 (0 = all samples)")
-    if s in (0, 1):
+    if not 0 <= s <= MAX_LEVEL:
+        raise ConfigError(f"sample level s={s} must be in 0..{MAX_LEVEL} (0 = all samples)")
+    size = reduce_level(len(train), s)
+    if size >= len(train):
         return train
-    size = len(train) // s
-    if size == 0:
-        raise ConfigError(f"s={s} leaves no sample of {len(train)}; allowed s <= {len(train)}")
     rng = np.random.default_rng([seed, _SUBSET_STREAM])
     return train.take(np.sort(rng.choice(len(train), size=size, replace=False)))
 
@@ -267,15 +266,21 @@ def load_dataset(
 ) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test) for `name` in DATASETS.
 
-    "cifar10" reads `data_dir/cifar-10-batches-py/`. "synthetic" writes a synthetic CIFAR-10 of
-    `n_train`/`n_test` images under `synthetic_dir(data_dir, ...)` if absent and reads it back
-    through `load_cifar10`, so the real reader is exercised; real data in `data_dir` is untouched.
+    "cifar10" reads `data_dir/cifar-10-batches-py/`. "digits" is scikit-learn's bundled 8x8
+    digits in the CIFAR layout (`digits.load_digits_split`; `data_dir` unused). "synthetic"
+    writes a synthetic CIFAR-10 of `n_train`/`n_test` images under `synthetic_dir(data_dir, ...)`
+    if absent and reads it back through `load_cifar10`, so the real reader is exercised; real
+    data in `data_dir` is untouched.
 
     Raises:
         ConfigError: unknown name. DataError: see `load_cifar10`.
     """
     if name == "cifar10":
         return load_cifar10(Path(data_dir), download=download)
+    if name == "digits":
+        from econas_hpc.data.digits import load_digits_split  # deferred: digits imports us
+
+        return load_digits_split()
     if name == "synthetic":
         root = synthetic_dir(Path(data_dir), n_train, n_test, seed)
         write_synthetic_cifar(root, n_train=n_train, n_test=n_test, seed=seed)

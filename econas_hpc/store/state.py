@@ -33,6 +33,7 @@ from econas_hpc.records import (
     check_names,
     utc_now,
 )
+from econas_hpc.settings import PROXY, check_notation
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,11 @@ _JOB_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("attempt", "i32", "submissions so far (0 while planned)"),
     ("state", "str", "planned | submitted | running | done | failed"),
     ("submitted_at", "str", "ISO 8601 UTC time of the latest submission; empty before"),
+    (
+        "cause",
+        "str",
+        "why a pending job waits: a fault outside the network (e.g. no_space), or empty",
+    ),
 )
 _CYCLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cycle", "i32", "cycle number; -1 is the initial population"),
@@ -200,7 +206,13 @@ class _CorruptFileError(Exception):
     """A state file that cannot be opened or lacks what the schema requires."""
 
 
+# Columns added after schema 1 was first written: absent in older files, read as their default.
+_OPTIONAL_COLUMNS = {"cause": ""}
+
+
 def _column(group: h5py.Group, name: str, kind: str) -> list[Any]:
+    if name in _OPTIONAL_COLUMNS and name not in group:
+        return [_OPTIONAL_COLUMNS[name]] * len(group[next(iter(group))])
     dataset = group[name]
     if kind == "str":
         return [str(v) for v in dataset.asstr()[()]]
@@ -347,7 +359,8 @@ class StateStore:
         """Read the main file, or `.prev` (with a warning) when the main one is corrupt/missing.
 
         Raises:
-            StateError: neither file exists or is readable, or a schema newer than supported.
+            StateError: neither file exists or is readable, a schema newer than supported, or
+                a search setting written under the old notation that changed meaning.
         """
         if not self.exists():
             raise StateError(f"state file {self.path} does not exist")
@@ -361,6 +374,9 @@ class StateStore:
             except _CorruptFileError as err:
                 problems.append(f"{candidate} is unreadable ({err})")
                 continue
+            # A file from before the 2^(x/2) levels is refused if its setting changed meaning.
+            setting = str(state.config.get("setting", PROXY))
+            check_notation(str(state.config.get("notation", "")), [setting], f"state {candidate}")
             if candidate != self.path:
                 log.warning("%s; loaded the previous snapshot %s instead", problems[0], candidate)
             self.loaded_from = candidate

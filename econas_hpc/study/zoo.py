@@ -1,7 +1,8 @@
 """The model zoo: creation by random sampling, its settings, and the training plan.
 
 This module owns what a zoo is made of and what is left to train: `create_zoo` (supplement C:
-random cells, clean concat, distinct arch_ids), the zoo's training options (`ZooTrainOptions`,
+random cells whose output concatenates all intermediate nodes, distinct arch_ids; `check_rules`
+refuses a zoo file written under an older rule), the zoo's training options (`ZooTrainOptions`,
 fixed at the first `zoo train` and recorded in the file, since they change the networks), the
 settings it is trained in (`add_settings`: the reference with `make_recipe("original")`, every
 other with `make_recipe("reduced")`), each network's parameters and MACs per setting
@@ -26,12 +27,13 @@ import numpy as np
 from econas_hpc.errors import ConfigError, StateError, UnsafeNameError
 from econas_hpc.records import utc_now
 from econas_hpc.search.workitems import RunPaths, TrainOptions, network_seed
-from econas_hpc.settings import PROFILES, Base, Setting, make_recipe
+from econas_hpc.settings import PROFILES, Base, Setting, check_notation, make_recipe
 from econas_hpc.space.catalog import OP_SETS
 from econas_hpc.space.genotype import Genotype, check_arch_id
 from econas_hpc.space.sampling import sample_genotype
 from econas_hpc.store.zoo_state import (
     NAN,
+    ZOO_CELL_CONCAT,
     ZooCost,
     ZooNetwork,
     ZooResult,
@@ -82,7 +84,7 @@ class ZooTrainOptions:
         return TrainOptions(layers=self.layers).base()
 
     def train_size(self) -> int:
-        """Training images before the s divisor (the reduced/original recipes hold none out)."""
+        """Training images before the s level (the reduced/original recipes hold none out)."""
         return self.synthetic_train if self.dataset == "synthetic" else self.base().train_size
 
 
@@ -143,7 +145,8 @@ class ZooPaths:
 
 
 def sample_zoo(size: int, nodes: int, ops: str, seed: int) -> list[Genotype]:
-    """`size` random genotypes with distinct arch_ids (supplement C, clean concat).
+    """`size` random genotypes with distinct arch_ids (supplement C: every cell outputs the
+    concatenation of all its intermediate nodes, concat mode `all`).
 
     Raises:
         ConfigError: size < 1, an unknown op set, or a space too small for `size` networks.
@@ -155,7 +158,7 @@ def sample_zoo(size: int, nodes: int, ops: str, seed: int) -> list[Genotype]:
     rng = np.random.default_rng(seed)
     found: dict[str, Genotype] = {}
     for _ in range(size * MAX_DRAWS_PER_NETWORK):
-        genotype = sample_genotype(rng, nodes=nodes, ops=OP_SETS[ops], concat_mode="clean")
+        genotype = sample_genotype(rng, nodes=nodes, ops=OP_SETS[ops], concat_mode="all")
         found.setdefault(genotype.arch_id, genotype)
         if len(found) == size:
             return list(found.values())
@@ -200,7 +203,7 @@ def create_zoo(
         "nodes": nodes,
         "ops": ops,
         "seed": seed,
-        "concat_mode": "clean",
+        "concat_mode": ZOO_CELL_CONCAT,
         "reference": None,
         "train": None,
     }
@@ -208,6 +211,23 @@ def create_zoo(
     zoo.networks = {g.arch_id: ZooNetwork(g.arch_id, g.to_json()) for g in genotypes}
     store.save(zoo)
     return zoo
+
+
+def check_rules(zoo: ZooState, path: str | Path) -> None:
+    """Refuse a zoo file written under an older rule than this version trains and reports.
+
+    Raises:
+        StateError: the cells' concat rule is not supplement C's (all intermediate nodes), or
+            a setting written under the old notation whose meaning changed.
+    """
+    if zoo.cell_concat != ZOO_CELL_CONCAT:
+        rule = zoo.cell_concat or str(zoo.config.get("concat_mode", "unknown"))
+        raise StateError(
+            f"zoo file {path} was created with the {rule!r} cell rule (only unused nodes form a "
+            "cell's output), not supplement C's (all 5 intermediate nodes); recreate it with "
+            f"`econas-hpc zoo create --state NEW.h5 --size {zoo.config.get('size', 50)}`"
+        )
+    check_notation(zoo.notation, list(zoo.settings), f"zoo file {path}")
 
 
 def requested_settings(settings: str | None, grid: str | None, base: Base) -> list[str]:
