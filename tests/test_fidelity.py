@@ -32,7 +32,13 @@ from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.sampling import mutate, reconcat, sample_genotype
 from econas_hpc.store.state import StateStore
 from econas_hpc.store.zoo_state import ZooSetting, ZooStore
-from econas_hpc.study.metrics import entropy, factor_lines, line_values
+from econas_hpc.study.metrics import (
+    entropy,
+    factor_lines,
+    line_values,
+    spearman,
+    tolerant_spearman,
+)
 from econas_hpc.study.report import ReportOptions, entropy_lines, zoo_report
 from econas_hpc.study.zoo import check_rules, create_zoo
 
@@ -200,3 +206,48 @@ def test_rho_e_reads_minus_one_when_rho_sp_falls_as_channels_shrink(tmp_path: Pa
     assert entropy([0.9, 0.7, 0.8, 0.6, 0.5]) == pytest.approx(-0.9)
     lines = line_values(factor_lines(list(rho)), rho)
     assert [s for s, _ in lines["c"][0]] == line["settings"]  # the figure's order
+
+
+# --- 4. tolerant rho_sp (supplement B) ------------------------------------------------------
+
+
+def test_tolerant_supplement_example_two_models_0_1_apart_in_both() -> None:
+    # Supplement B: "if the accuracy differences of two models are 0.1 in both original and
+    # reduced settings, ... no ranking difference despite the ranking change".
+    assert spearman([90.0, 90.1], [80.1, 80.0]) == pytest.approx(-1.0)
+    assert tolerant_spearman([90.0, 90.1], [80.1, 80.0], 0.15) == pytest.approx(1.0)
+
+
+def test_tolerant_chain_does_not_forgive_a_reversal_larger_than_b() -> None:
+    # A, B, C = 90.0/90.2, 90.1/90.1, 90.2/90.0. A-B and B-C are within 0.15 in both settings
+    # (forgiven); A-C is 0.2 apart in both and reversed: d_A = 1/2 (sgn(-0.2) - sgn(0.2)) = -1,
+    # d_B = 0, d_C = +1; rho = 1 - 6 * 2 / (3 * 8) = 0.5 (plain Spearman: -1).
+    orig, reduced = [90.0, 90.1, 90.2], [90.2, 90.1, 90.0]
+    assert tolerant_spearman(orig, reduced, 0.15) == pytest.approx(0.5)
+    assert spearman(orig, reduced) == pytest.approx(-1.0)
+
+
+def test_tolerant_hand_cases() -> None:
+    # Close in the original only (0.1) but 0.5 apart in the reduced: costs as plain Spearman.
+    # Ranks 1,2,3 vs 2,1,3: d = -1, 1, 0 -> rho = 1 - 6 * 2 / 24 = 0.5.
+    assert tolerant_spearman([90.0, 90.1, 95.0], [80.5, 80.0, 85.0]) == pytest.approx(0.5)
+    # A-B reversed 0.1 apart in both (forgiven), C-D reversed 1.0 apart (not): plain d =
+    # -1, 1, -1, 1 -> 1 - 6 * 4 / 60 = 0.6; tolerant d = 0, 0, -1, 1 -> 1 - 6 * 2 / 60 = 0.8.
+    orig, reduced = [90.0, 90.1, 91.0, 92.0], [80.1, 80.0, 82.0, 81.0]
+    assert spearman(orig, reduced) == pytest.approx(0.6)
+    assert tolerant_spearman(orig, reduced, 0.15) == pytest.approx(0.8)
+    # "Within b" includes b itself (float rounding aside); 0.16 is beyond it.
+    assert tolerant_spearman([90.0, 90.15], [80.15, 80.0], 0.15) == pytest.approx(1.0)
+    assert tolerant_spearman([90.0, 90.16], [80.15, 80.0], 0.15) == pytest.approx(-1.0)
+
+
+def test_tolerant_range_and_band_zero() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(2, 9))
+        x, y = rng.normal(90, 0.2, n), rng.normal(80, 0.2, n)
+        value = tolerant_spearman(x, y, 0.15)
+        assert -1.0 - 1e-12 <= value <= 1.0 + 1e-12
+        assert tolerant_spearman(x, y, 0.0) == pytest.approx(spearman(x, y), abs=1e-12)
+    reversed_far = tolerant_spearman([1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], 0.15)
+    assert reversed_far == pytest.approx(-1.0)  # nothing within b: a full reversal
