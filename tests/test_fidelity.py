@@ -251,3 +251,30 @@ def test_tolerant_range_and_band_zero() -> None:
         assert tolerant_spearman(x, y, 0.0) == pytest.approx(spearman(x, y), abs=1e-12)
     reversed_far = tolerant_spearman([1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], 0.15)
     assert reversed_far == pytest.approx(-1.0)  # nothing within b: a full reversal
+
+
+# --- 5. profiles ----------------------------------------------------------------------------
+
+
+def test_supplement_search_recipe_scales_cutout_and_keeps_the_corrections() -> None:
+    # E.1: "the other hyper-parameters remain the same as stated in Section E.2"; E.2 rule 3:
+    # cutout follows the resolution: 16 px / 2^(r/2) -> r0 16, r2 8, r3 5.66 -> 6, r4 4.
+    cutouts = [make_recipe("search", Setting(4, r, 0, 60)).cutout_length for r in (0, 2, 3, 4)]
+    assert cutouts == [16, 8, 6, 4]
+    sup = make_recipe("search", Setting.parse("c4r4s0e60"))
+    assert (sup.lr_max, sup.lr_min, sup.drop_path_max, sup.auxiliary_weight) == (
+        0.025,
+        0.001,
+        0.0,
+        0.0,
+    )
+    # Corrections of ours, kept and documented: held-out selection, momentum across segments.
+    assert (sup.selection, sup.val_fraction, sup.carry_momentum) == ("val", 0.1, True)
+    off = make_recipe("search", Setting.parse("c4r4s0e60"), "official")
+    assert (off.cutout_length, off.selection, off.carry_momentum) == (0, "test", False)
+
+
+def test_official_retraining_has_no_auxiliary_head() -> None:
+    for kind, setting in (("original", "c0r0s0e600"), ("reduced", "c4r4s0e30")):
+        assert make_recipe(kind, Setting.parse(setting), "official").auxiliary_weight == 0.0
+        assert make_recipe(kind, Setting.parse(setting), "supplement").auxiliary_weight == 0.4
