@@ -173,7 +173,9 @@ class Recipe:
     `carry_momentum`: keep SGD momentum buffers across segments (the official search resets
     them). `selection`: the split a segment score is measured on. `cell_output`: the concat mode
     (`clean`/`faithful`) used when sampling and mutating. `val_fraction`: the share of the
-    training split held out for `selection == "val"`.
+    training split held out for `selection == "val"`. `color_jitter`: ImageNet colour-jitter
+    strength v (brightness, contrast and saturation v, hue v / 2; DARTS uses 0.4), 0 = none;
+    it postdates the other fields, so a stored recipe without it reads 0 (CIFAR never jitters).
     """
 
     name: str
@@ -196,6 +198,7 @@ class Recipe:
     cell_output: str
     val_fraction: float
     eval_batch_size: int
+    color_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -207,15 +210,17 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Recipe:
-        """Rebuild from `to_dict` output; every field is required, no others allowed."""
+        """Rebuild from `to_dict` output; every field without a default is required, no others
+        allowed."""
         names = [f.name for f in dataclasses.fields(cls)]
+        optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
         unknown = sorted(str(k) for k in data if k not in names)
-        missing = [k for k in names if k not in data]
+        missing = [k for k in names if k not in data and k not in optional]
         if unknown or missing:
             raise ConfigError(
                 f"recipe keys unknown {unknown} / missing {missing}; valid keys: {', '.join(names)}"
             )
-        return cls(**{k: _coerce(k, data[k]) for k in names})
+        return cls(**{k: _coerce(k, data[k]) for k in names if k in data})
 
 
 _FIELD_TYPES: dict[str, type] = {
@@ -264,6 +269,7 @@ def _check_numbers(r: Recipe) -> None:
         "drop_path_max": (0, 1),
         "auxiliary_weight": (0, math.inf),
         "label_smoothing": (0, 1),
+        "color_jitter": (0, 1),
         "warmup_epochs": (0, r.epochs),
         "warmup_lr_start": (0, math.inf),
         "val_fraction": (0, 1),
@@ -330,7 +336,11 @@ def _default_fields(kind: str, setting: Setting, profile: str) -> dict[str, Any]
         "cutout_length": cutout,
         "drop_path_max": drop_path,
         "auxiliary_weight": aux,
-        "label_smoothing": 0.1 if imagenet else 0.0,
+        # E.3: "common data augmentation methods following [4]" (ResNet: random-resized crop and
+        # flip) under `supplement`; DARTS' colour jitter and label smoothing under `official`
+        # (the EcoNAS code has no ImageNet trainer; spec 6.4 fills it from DARTS).
+        "label_smoothing": 0.1 if imagenet and profile == "official" else 0.0,
+        "color_jitter": 0.4 if imagenet and profile == "official" else 0.0,
         "warmup_epochs": 2 if imagenet else 0,
         "warmup_lr_start": 0.2 if imagenet else 0.0,
         "carry_momentum": carry,

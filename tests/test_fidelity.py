@@ -22,6 +22,7 @@ from econas_hpc.search.config import SearchConfig
 from econas_hpc.settings import (
     CIFAR_BASE,
     NOTATION,
+    Recipe,
     Setting,
     check_notation,
     make_recipe,
@@ -278,3 +279,39 @@ def test_official_retraining_has_no_auxiliary_head() -> None:
     for kind, setting in (("original", "c0r0s0e600"), ("reduced", "c4r4s0e30")):
         assert make_recipe(kind, Setting.parse(setting), "official").auxiliary_weight == 0.0
         assert make_recipe(kind, Setting.parse(setting), "supplement").auxiliary_weight == 0.4
+
+
+# --- 6. ImageNet augmentation (supplement E.3) ---------------------------------------------
+
+
+def test_imagenet_supplement_is_resnet_augmentation_jitter_and_smoothing_when_configured() -> None:
+    from torchvision import transforms
+
+    from econas_hpc.data.imagenet import imagenet_transforms
+
+    sup = make_recipe("imagenet", Setting.parse("c0r0s0e150"))
+    assert (sup.color_jitter, sup.label_smoothing) == (0.0, 0.0)
+    train, _ = imagenet_transforms(224, sup.color_jitter)
+    kinds = [type(t) for t in train.transforms]
+    assert kinds == [
+        transforms.RandomResizedCrop,
+        transforms.RandomHorizontalFlip,
+        transforms.ToTensor,
+        transforms.Normalize,
+    ]
+    configured = make_recipe(
+        "imagenet", Setting.parse("c0r0s0e150"), overrides={"color_jitter": 0.4}
+    )
+    jittered, _ = imagenet_transforms(224, configured.color_jitter)
+    (jitter,) = [t for t in jittered.transforms if isinstance(t, transforms.ColorJitter)]
+    assert jitter.brightness == (0.6, 1.4) and jitter.hue == (-0.2, 0.2)  # DARTS' 0.4 / 0.2
+    smoothing = make_recipe(
+        "imagenet", Setting.parse("c0r0s0e150"), overrides={"label_smoothing": 0.1}
+    )
+    assert smoothing.label_smoothing == 0.1
+
+
+def test_recipe_from_an_older_dict_without_color_jitter() -> None:
+    data = make_recipe("search", Setting.parse("c4r4s0e60")).to_dict()
+    del data["color_jitter"]
+    assert Recipe.from_dict(data).color_jitter == 0.0

@@ -110,7 +110,10 @@ def test_original_reduced_imagenet_recipes() -> None:
     img = make_recipe("imagenet", Setting(0, 0, 0, 150))
     assert (img.epochs, img.batch_size, img.lr_max, img.lr_min) == (150, 2048, 0.8, 0.0)
     assert (img.warmup_epochs, img.warmup_lr_start, img.weight_decay) == (2, 0.2, 3e-5)
-    assert (img.label_smoothing, img.auxiliary_weight, img.cutout_length) == (0.1, 0.4, 0)
+    assert (img.label_smoothing, img.auxiliary_weight, img.cutout_length) == (0.0, 0.4, 0)
+    assert img.color_jitter == 0.0  # supplement E.3: ResNet augmentation only
+    darts = make_recipe("imagenet", Setting(0, 0, 0, 150), "official")
+    assert (darts.label_smoothing, darts.color_jitter) == (0.1, 0.4)
 
 
 def test_overrides() -> None:
