@@ -315,3 +315,39 @@ def test_recipe_from_an_older_dict_without_color_jitter() -> None:
     data = make_recipe("search", Setting.parse("c4r4s0e60")).to_dict()
     del data["color_jitter"]
     assert Recipe.from_dict(data).color_jitter == 0.0
+
+
+# --- 7. the ImageNet MAC count and its note -----------------------------------------------
+
+
+def test_inspect_imagenet_keeps_conv_linear_count_and_explains_574m(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["inspect", "darts_v2", "--dataset", "imagenet", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert round(info["macs"] / 1e6, 1) == 529.9  # conv + linear, 14 cells, C = 48, 224 px
+    note = info["macs_note"]
+    assert "574 M" in note and "never published" in note and "544.6 M" in note
+    assert main(["inspect", "darts_v2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["macs_note"] is None  # CIFAR: no note
+
+
+def test_elementwise_count_by_hand() -> None:
+    import torch
+    from torch import nn
+
+    from econas_hpc.nn.cost import count_elementwise_ops, count_macs
+
+    # 3 x 8 x 8 input: conv 3 -> 4 (3x3, pad 1) = 4*8*8*3*9 = 6912 MACs; BN 2 x 256; ReLU
+    # 256; max pool 2x2 reads 256; global pool reads 4*4*4 = 64; linear 4 -> 2 = 8 MACs.
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    ).to(torch.float32)
+    assert count_macs(model, 8) == 6912 + 8
+    assert count_elementwise_ops(model, 8) == 512 + 256 + 256 + 64
