@@ -30,6 +30,7 @@ from econas_hpc.records import (
     JobRecord,
     NetworkRecord,
     RunState,
+    check_names,
     utc_now,
 )
 from econas_hpc.settings import PROXY, check_notation
@@ -61,6 +62,11 @@ _JOB_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("attempt", "i32", "submissions so far (0 while planned)"),
     ("state", "str", "planned | submitted | running | done | failed"),
     ("submitted_at", "str", "ISO 8601 UTC time of the latest submission; empty before"),
+    (
+        "cause",
+        "str",
+        "why a pending job waits: a fault outside the network (e.g. no_space), or empty",
+    ),
 )
 _CYCLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cycle", "i32", "cycle number; -1 is the initial population"),
@@ -200,7 +206,13 @@ class _CorruptFileError(Exception):
     """A state file that cannot be opened or lacks what the schema requires."""
 
 
+# Columns added after schema 1 was first written: absent in older files, read as their default.
+_OPTIONAL_COLUMNS = {"cause": ""}
+
+
 def _column(group: h5py.Group, name: str, kind: str) -> list[Any]:
+    if name in _OPTIONAL_COLUMNS and name not in group:
+        return [_OPTIONAL_COLUMNS[name]] * len(group[next(iter(group))])
     dataset = group[name]
     if kind == "str":
         return [str(v) for v in dataset.asstr()[()]]
@@ -269,10 +281,14 @@ def _read(path: Path) -> RunState:
             ]
             jobs = [JobRecord(**r) for r in _read_table(handle["jobs"], _JOB_COLUMNS)]
             cycles = [_cycle_record(r) for r in _read_table(handle["cycles"], _CYCLE_COLUMNS)]
-        except (OSError, KeyError, ValueError, TypeError) as err:
+            check_names(networks, jobs, cycles)  # ids become folder names: arch_ids only
+            config = json.loads(str(attrs["config_json"]))  # bad JSON: a ValueError, so .prev
+            if not isinstance(config, dict):
+                raise TypeError(f"config_json holds a {type(config).__name__}, not an object")
+        except (OSError, KeyError, ValueError, TypeError, RecursionError) as err:
             raise _CorruptFileError(f"{type(err).__name__}: {err}") from None
     return RunState(
-        config=json.loads(str(attrs["config_json"])),
+        config=config,
         seed=int(attrs["seed"]),
         rng_state=str(attrs["rng_state_json"]),
         cycle=int(attrs["cycle"]),

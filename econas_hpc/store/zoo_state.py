@@ -1,11 +1,12 @@
 """The model zoo's HDF5 file: its records, schema, and atomic snapshots (`zoo create/train/report`).
 
-This module owns `state/<zoo>.h5` of the proxy-reliability study: the zoo's networks, the
-settings they are trained in, each network's parameters and MACs per setting, and one result per
-(network, setting) unit. It reuses the run store's file discipline (`store.state`: h5py opened
-without locks, typed columns with a `description` attribute, `<path>.tmp` + fsync + keep
-`<path>.prev` + `os.replace`), so readers never see a torn file and a corrupt main file falls
-back to `.prev`. Workers never import this module; the zoo runner is the file's single writer.
+This module owns `state/<zoo>.h5` of the proxy-reliability study: the zoo's networks, the settings
+they are trained in, each network's parameters and MACs per setting, and one result per (network,
+setting) unit. It reuses the run store's file discipline (`store.state`: h5py opened without locks,
+typed columns with a `description` attribute, keep `<path>.prev`; the new file is built in memory by
+`store.h5image` and published by `fsio`, so no temporary name can be planted), so readers never see
+a torn file and a corrupt main file falls back to `.prev`. Workers never import this module; the zoo
+runner is the file's single writer.
 
 Schema (also in the file's `schema_doc` attribute):
 - attributes: schema_version, schema_doc, econas_hpc_version, config_json, created, updated,
@@ -23,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -34,9 +34,11 @@ import numpy as np
 
 from econas_hpc import __version__
 from econas_hpc.errors import StateError
+from econas_hpc.fsio import write_bytes_atomic
 from econas_hpc.records import utc_now
 from econas_hpc.settings import NOTATION
-from econas_hpc.store.state import StateStore, _fsync_path, _open, _put
+from econas_hpc.store.h5image import file_image, memory_file
+from econas_hpc.store.state import StateStore, _open, _put
 
 log = logging.getLogger(__name__)
 
@@ -263,17 +265,17 @@ class ZooStore:
         return self._files.exists()
 
     def save(self, zoo: ZooState) -> None:
-        """Write `zoo` atomically (`.tmp`, fsync, current -> `.prev`, rename, fsync the folder)."""
+        """Write `zoo` atomically (built in memory, current -> `.prev`, `fsio` publishes it)."""
         files = self._files
         zoo.updated = utc_now()
         files.path.parent.mkdir(parents=True, exist_ok=True)
-        with _open(files.tmp_path, "w") as handle:
+        # Built in memory, published by fsio: no predictable temporary to plant a link at.
+        with memory_file() as handle:
             _write(handle, zoo)
-        _fsync_path(files.tmp_path)
+            image = file_image(handle)
         if files.path.exists() and files._main_opens():
             files._keep_previous()
-        os.replace(files.tmp_path, files.path)
-        _fsync_path(files.path.parent, directory=True)
+        write_bytes_atomic(files.path, image)
 
     def load(self) -> ZooState:
         """The zoo file, or `.prev` (with a warning) when the main file is missing or corrupt.

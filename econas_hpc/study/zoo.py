@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from econas_hpc.errors import ConfigError, StateError
+from econas_hpc.errors import ConfigError, StateError, UnsafeNameError
 from econas_hpc.records import utc_now
 from econas_hpc.search.workitems import RunPaths, TrainOptions, network_seed
 from econas_hpc.settings import PROFILES, Base, Setting, check_notation, make_recipe
 from econas_hpc.space.catalog import OP_SETS
-from econas_hpc.space.genotype import Genotype
+from econas_hpc.space.genotype import Genotype, check_arch_id
 from econas_hpc.space.sampling import sample_genotype
 from econas_hpc.store.zoo_state import (
     NAN,
@@ -99,6 +100,23 @@ class Unit:
         return (self.arch_id, self.setting)
 
 
+_SETTING_NAME = re.compile(r"c\d{1,4}r\d{1,4}s\d{1,4}e\d{1,5}")
+
+
+def check_setting_name(value: object) -> str:
+    """`value` when it is a `cXrYsZeW` name (a unit folder name), else refuse it.
+
+    Raises:
+        UnsafeNameError: one line naming the value (read from the zoo file) and the form allowed.
+    """
+    if not isinstance(value, str) or not _SETTING_NAME.fullmatch(value):
+        raise UnsafeNameError(
+            f"setting {value!r} is not a cXrYsZeW name; refusing to use it as a folder name "
+            "(the zoo file holding it was edited or is corrupt)"
+        )
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class ZooPaths:
     """The zoo's files: `<zoo>.d/units/<arch_id>/<setting>/` per unit, `<zoo>.d/executor/`."""
@@ -114,11 +132,12 @@ class ZooPaths:
         return cls(run.state, run.root / "units", run.executor, f"zoo-{run.run}-")
 
     def unit_dir(self, unit: Unit) -> Path:
-        return self.units / unit.arch_id / unit.setting
+        """`units/<arch_id>/<setting>`; both names come from the zoo file and are checked."""
+        return self.units / check_arch_id(unit.arch_id) / check_setting_name(unit.setting)
 
     def job_name(self, unit: Unit) -> str:
         """`zoo-<name>-<arch_id>-<setting>`: what `squeue` shows for the unit's job."""
-        return f"{self.name_prefix}{unit.arch_id}-{unit.setting}"
+        return f"{self.name_prefix}{check_arch_id(unit.arch_id)}-{check_setting_name(unit.setting)}"
 
     def report_dir(self) -> Path:
         """The default figure folder: `<zoo>.report/` beside the zoo file."""
