@@ -46,8 +46,8 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The demo: a small real search on scikit-learn's bundled digits with the local executor (a few minutes on a
-# 2-core CPU), ending with its status table. Rerunning resumes it (and finishes at once when done);
+# The demo: a small real search on scikit-learn's bundled digits with the local executor (a few
+# minutes on a 2-core CPU), ending with its status table. Rerunning resumes it (and finishes at once when done);
 # delete state/demo.h5* and state/demo.d for a fresh demo.
 run: install
 	@if [ -e state/demo.h5 ]; then $(BIN)/econas-hpc resume state/demo.h5; \
