@@ -15,12 +15,13 @@ import math
 import os
 import socket
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.errors import EconasError
-from econas_hpc.records import INITIAL_CYCLE, JOB_STATES, POOL_NAMES, RunState
+from econas_hpc.errors import CAUSES, EconasError
+from econas_hpc.records import FAILED_STATUSES, INITIAL_CYCLE, JOB_STATES, POOL_NAMES, RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.scores import final_test_accuracy, score_meaning
@@ -172,6 +173,15 @@ def _executor(path: Path) -> str:
         return ""
 
 
+def waiting(state: RunState) -> list[dict[str, Any]]:
+    """Pending segments that wait for a fault outside the network to be fixed, by cause:
+    [{"cause", "label", "segments"}] (the driver stopped for them; `resume` continues)."""
+    counts = Counter(j.cause for j in state.jobs.values() if j.cause and j.state == "planned")
+    return [
+        {"cause": c, "label": CAUSES.get(c, c), "segments": n} for c, n in sorted(counts.items())
+    ]
+
+
 def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
     """The status of one run as a JSON-ready dict.
 
@@ -184,7 +194,9 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
     retrain (`summarize_retrain` rows of the `/retrain` table, NaN as None; [] when never
     retrained), score_kind (what the scores are: `scores.score_meaning`; each best row also has
     test_acc, the test accuracy after its latest segment, None if unknown), driver (lock
-    holder or None), executor, dry_run, strategy.
+    holder or None), executor, dry_run, strategy, waiting (`waiting`: segments held back by a
+    fault outside the network, by cause) and failures (networks failed by their own cause:
+    diverged, unbuildable, failed = repeated crashes).
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
@@ -230,6 +242,8 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
         "executor": _executor(path),
         "dry_run": cfg.dry_run,
         "strategy": cfg.strategy,
+        "waiting": waiting(state),
+        "failures": {k: v for k, v in counts["statuses"].items() if k in FAILED_STATUSES},
     }
 
 
@@ -287,4 +301,5 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
         "cycles_total": cfg.cycles,
         "score_kind": score_meaning(cfg, _train_options(Path(state_path))),
         "networks": _with_test_acc(Path(state_path), state, cfg, networks),
+        "waiting": waiting(state),
     }

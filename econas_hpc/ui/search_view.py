@@ -162,6 +162,12 @@ def _overview(run: Mapping[str, Any]) -> Table:
         f"{segs['done']} done, {segs['running']} running, "
         f"{segs['pending']} pending, {segs['failed']} failed; {run['retries']} retries",
     )
+    failures = run.get("failures") or {}
+    if failures:
+        own = ", ".join(f"{n} {k}" for k, n in sorted(failures.items()))
+        table.add_row("failed networks", f"{own} (their own: never the environment's)")
+    for line in _waiting_lines(run.get("waiting") or []):
+        table.add_row("[red]waiting[/red]", escape(f"{line}; fix it, then `resume`"))
     rank = _proxy_rank(run)
     if rank is not None:
         table.add_row("proxy rank", rank)
@@ -290,6 +296,11 @@ def _leaders(best: Sequence[Mapping[str, Any]], title: str) -> Table:
     return table
 
 
+def _waiting_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """`summary.waiting` rows as lines: "3 segment(s) waiting: data folder unreadable (...)"."""
+    return [f"{r['segments']} segment(s) waiting: {r['label']}" for r in rows]
+
+
 def render_status(console: Console, runs: Sequence[Mapping[str, Any]]) -> None:
     """Print one block per run: overview (cycle k of N, pools, proxy-rank Spearman with a
     warning below the threshold, segments, retries, device hours, time left, driver), the five
@@ -319,6 +330,8 @@ def render_best(console: Console, best: Mapping[str, Any]) -> None:
         else (f"incomplete: {best['cycle']} of {best['cycles_total']} cycles done")
     )
     console.print(escape(f"{best['state']}: {state}"))
+    for line in _waiting_lines(best.get("waiting") or []):
+        console.print(f"[red]{escape(line)}[/red]; fix it, then `resume`")
     if not best["networks"]:
         console.print("no network has finished all its segments yet")
         return
