@@ -141,7 +141,7 @@ def _add_launch_resume(commands: Any) -> None:
     launch.add_argument(
         "--demo",
         action="store_true",
-        help="the small real search on synthetic data that `make run` runs "
+        help="the small real search on real digits that `make run` runs "
         "(econas_hpc/presets/demo.toml)",
     )
     _add_search_options(launch, "search options (fixed for the run)")
