@@ -25,6 +25,7 @@ from typing import Any
 from econas_hpc.cluster.accounting import JobLimits, decide_retry
 from econas_hpc.cluster.executors import Executor
 from econas_hpc.cluster.options import FINAL_STATES
+from econas_hpc.fsio import make_private_dir, write_json_atomic
 from econas_hpc.records import OPEN_JOB_STATES, WORST_SCORE, JobRecord, RunState, utc_now
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
@@ -127,13 +128,8 @@ def save(ctx: RunContext, closing: int | None = None) -> None:
 
 
 def _write_token(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    make_private_dir(path.parent)
+    write_json_atomic(path, payload, indent=None, sort_keys=False)
 
 
 def submit_jobs(ctx: RunContext, jobs: Sequence[JobRecord], label: str) -> None:

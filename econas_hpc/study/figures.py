@@ -23,7 +23,6 @@ from econas_hpc.plotting import DPI as DPI  # the figure tests size PNGs with it
 from econas_hpc.plotting import new_figure, note, save_figure
 from econas_hpc.study.metrics import (
     Values,
-    budget_key,
     entropy,
     factor_level,
     pareto_front,
@@ -119,16 +118,14 @@ def _line_label(line: Sequence[tuple[str, float]], factor: str) -> str:
 def _draw_factor(
     ax: Axes, factor: str, factor_lines: Sequence[Sequence[tuple[str, float]]]
 ) -> None:
-    levels = sorted(
-        {factor_level(s, factor) for line in factor_lines for s, _ in line},
-        key=lambda v: budget_key(factor, v),
-    )
+    # Increasing subscript, the order rho_e is computed in (supplement D).
+    levels = sorted({factor_level(s, factor) for line in factor_lines for s, _ in line})
     where = {v: i for i, v in enumerate(levels)}
     for line in factor_lines:
         xs = [where[factor_level(s, factor)] for s, _ in line]
         ax.plot(xs, [rho for _, rho in line], marker="o", label=_line_label(line, factor))
     ax.set_xticks(range(len(levels)), [f"{factor}{v}" for v in levels])
-    ax.set_xlabel(f"{factor} (increasing budget)")
+    ax.set_xlabel(f"{factor} (increasing subscript; rho_e against 1..n in this order)")
     ax.set_ylabel(r"$\rho_{sp}$")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
@@ -141,7 +138,7 @@ def plot_factor_lines(
 
     Args:
         lines: {factor: [[(setting, rho_sp), ...], ...]}, each line ordered by increasing
-            budget, as `metrics.line_values(metrics.factor_lines(...), rho)` returns.
+            subscript, as `metrics.line_values(metrics.factor_lines(...), rho)` returns.
         out_dir: folder for factor_lines.png (1000 x 700 px) and .svg.
 
     Returns:
