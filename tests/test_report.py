@@ -161,7 +161,7 @@ TINY = SearchConfig(
     mothers_p40=0,
     mothers_p60=0,
     segment_epochs=1,
-    setting="c9r4s0e3",
+    setting="c6r4s0e3",
     dataset="synthetic",
     synthetic_train=200,
     synthetic_test=50,
@@ -170,7 +170,7 @@ TINY = SearchConfig(
 
 @pytest.mark.slow
 def test_real_training_gives_parameters_and_the_pareto_front(tmp_path: Path) -> None:
-    """Real training (4 channels, 8 px, 3 cells, 1-epoch segments) in-process."""
+    """Real training (5 channels, 8 px, 3 cells, 1-epoch segments) in-process."""
     cfg = TINY.replace(data_dir=str(tmp_path / "data"))
     train = TrainOptions(layers=3, recipe=(("batch_size", 50),))
     path = tmp_path / "real.h5"
