@@ -112,6 +112,9 @@ class JobRecord:
     attempt: int = 0
     state: str = "planned"
     submitted_at: str = ""  # ISO 8601 UTC of the latest submission, "" before
+    # Why a pending job waits: an `errors.CAUSES` key when its last job ended for a cause outside
+    # the network (the driver stopped for it); "" otherwise. Cleared when it is submitted again.
+    cause: str = ""
 
     def __post_init__(self) -> None:
         _check_choice("job state", self.state, JOB_STATES)

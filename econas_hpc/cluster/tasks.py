@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.errors import ConfigError
+from econas_hpc.errors import ConfigError, cause_of
 from econas_hpc.fsio import append_text, make_private_dir, write_json_atomic
 from econas_hpc.space.genotype import check_arch_id
 
@@ -293,7 +293,10 @@ class SegmentTask:
         while thread.is_alive():
             thread.join(WAIT_S)
         if outcome.errors:
-            names = ", ".join(f"{name}: {exc!r}" for name, exc in outcome.errors)
+            names = ", ".join(
+                f"{name}: {exc!r}" + (f" [cause: {cause_of(exc)}]" if cause_of(exc) else "")
+                for name, exc in outcome.errors
+            )
             message = f"{len(outcome.errors)} of {len(items)} item(s) failed: {names}"
             raise RuntimeError(message) from outcome.errors[0][1]
         return list(outcome.finished)
@@ -335,6 +338,7 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
     from econas_hpc.train.packed import run_packed  # torch: only on training workers
 
     specs = [SegmentSpec.from_dict(item.spec) for item in items]
+    outcome.current, outcome.current_since = items[0], time.time()  # before the events
     for item in items:
         append_event(
             item.run_dir,
@@ -344,7 +348,6 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
             packed=len(items),
             last_checkpoint_t=_last_checkpoint_t(item),
         )
-    outcome.current, outcome.current_since = items[0], time.time()
     errors: dict[int, Exception] = {}
     try:
         results = run_packed(specs, stop=stop.is_set, errors=errors)  # type: ignore[arg-type]
@@ -360,6 +363,7 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
                 item.name,
                 status="crashed",
                 error=repr(errors[k]),
+                cause=cause_of(errors[k]),
                 wall_s=wall_s,
             )
         elif result.status != "interrupted":
@@ -371,7 +375,29 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
 
 
 def _work(items: Sequence[WorkItem], stop: threading.Event, outcome: _Outcome) -> None:
-    """The worker thread: run each item unless its result exists or a stop was requested.
+    """The worker thread: `_work_items`, with a failure outside an item's training (an event or
+    result that cannot be written: a full disk, a deleted folder) reported as that item's."""
+    try:
+        _work_items(items, stop, outcome)
+    except Exception as exc:
+        current = outcome.current or next(
+            (i for i in items if i.result_path not in outcome.finished), items[0]
+        )
+        log.exception("item %s: the worker failed outside training", current.name)
+        outcome.errors.append((current.name, exc))
+        with contextlib.suppress(Exception):  # the disk may still refuse; the driver probes
+            append_event(
+                current.run_dir,
+                "finish",
+                current.name,
+                status="crashed",
+                error=repr(exc),
+                cause=cause_of(exc),
+            )
+
+
+def _work_items(items: Sequence[WorkItem], stop: threading.Event, outcome: _Outcome) -> None:
+    """Run each item unless its result exists or a stop was requested.
 
     Two or more pending training items of one job (`--segments-per-job K`) train concurrently.
     """
@@ -388,8 +414,9 @@ def _work(items: Sequence[WorkItem], stop: threading.Event, outcome: _Outcome) -
             outcome.finished.append(item.result_path)
             continue
         saved_t = _last_checkpoint_t(item)
-        append_event(item.run_dir, "start", item.name, kind=item.kind, last_checkpoint_t=saved_t)
+        # Current before the start event: whoever sees the event may call `stop()` at once.
         outcome.current, outcome.current_since = item, time.time()
+        append_event(item.run_dir, "start", item.name, kind=item.kind, last_checkpoint_t=saved_t)
         try:
             status = _RUNNERS[item.kind](item, stop)
         except Exception as exc:  # one crashed item must not stop the others of a packed job
@@ -401,6 +428,7 @@ def _work(items: Sequence[WorkItem], stop: threading.Event, outcome: _Outcome) -
                 item.name,
                 status="crashed",
                 error=repr(exc),
+                cause=cause_of(exc),
                 wall_s=round(time.time() - outcome.current_since, 3),
             )
             continue

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
-DATASETS = ("cifar10", "synthetic")
+DATASETS = ("cifar10", "digits", "synthetic")
 LAYOUT = f"<root>/{CIFAR_FOLDER}/data_batch_1..5, {TEST_FILE}"
 # Independent streams per purpose, so changing the split never changes the subset or vice versa.
 _SPLIT_STREAM, _SUBSET_STREAM = 0x5EED_0001, 0x5EED_0002
@@ -260,15 +260,21 @@ def load_dataset(
 ) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test) for `name` in DATASETS.
 
-    "cifar10" reads `data_dir/cifar-10-batches-py/`. "synthetic" writes a synthetic CIFAR-10 of
-    `n_train`/`n_test` images under `synthetic_dir(data_dir, ...)` if absent and reads it back
-    through `load_cifar10`, so the real reader is exercised; real data in `data_dir` is untouched.
+    "cifar10" reads `data_dir/cifar-10-batches-py/`. "digits" is scikit-learn's bundled 8x8
+    digits in the CIFAR layout (`digits.load_digits_split`; `data_dir` unused). "synthetic"
+    writes a synthetic CIFAR-10 of `n_train`/`n_test` images under `synthetic_dir(data_dir, ...)`
+    if absent and reads it back through `load_cifar10`, so the real reader is exercised; real
+    data in `data_dir` is untouched.
 
     Raises:
         ConfigError: unknown name. DataError: see `load_cifar10`.
     """
     if name == "cifar10":
         return load_cifar10(Path(data_dir), download=download)
+    if name == "digits":
+        from econas_hpc.data.digits import load_digits_split  # deferred: digits imports us
+
+        return load_digits_split()
     if name == "synthetic":
         root = synthetic_dir(Path(data_dir), n_train, n_test, seed)
         write_synthetic_cifar(root, n_train=n_train, n_test=n_test, seed=seed)

@@ -21,7 +21,7 @@ from econas_hpc.tomlfile import read_toml
 
 STRATEGIES: tuple[str, ...] = ("hierarchical", "single")
 CONCAT_MODES: tuple[str, ...] = ("clean", "faithful")
-DATASETS: tuple[str, ...] = ("cifar10", "synthetic")
+DATASETS: tuple[str, ...] = ("cifar10", "digits", "synthetic")
 MAX_SEGMENTS = 3  # the hierarchy has three pools, P20/P40/P60
 
 # field -> smallest allowed value, for the integer fields

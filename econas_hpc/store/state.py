@@ -62,6 +62,11 @@ _JOB_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("attempt", "i32", "submissions so far (0 while planned)"),
     ("state", "str", "planned | submitted | running | done | failed"),
     ("submitted_at", "str", "ISO 8601 UTC time of the latest submission; empty before"),
+    (
+        "cause",
+        "str",
+        "why a pending job waits: a fault outside the network (e.g. no_space), or empty",
+    ),
 )
 _CYCLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cycle", "i32", "cycle number; -1 is the initial population"),
@@ -201,7 +206,13 @@ class _CorruptFileError(Exception):
     """A state file that cannot be opened or lacks what the schema requires."""
 
 
+# Columns added after schema 1 was first written: absent in older files, read as their default.
+_OPTIONAL_COLUMNS = {"cause": ""}
+
+
 def _column(group: h5py.Group, name: str, kind: str) -> list[Any]:
+    if name in _OPTIONAL_COLUMNS and name not in group:
+        return [_OPTIONAL_COLUMNS[name]] * len(group[next(iter(group))])
     dataset = group[name]
     if kind == "str":
         return [str(v) for v in dataset.asstr()[()]]

@@ -25,7 +25,7 @@ __all__ = ["DATASETS", "STATUSES", "SegmentResult", "SegmentSpec", "read_result"
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("synthetic", "cifar10")
+DATASETS = ("synthetic", "cifar10", "digits")
 STATUSES = ("ok", "diverged", "unbuildable", "interrupted", "failed")
 METRICS = ("train_loss", "sel_acc", "test_acc")
 

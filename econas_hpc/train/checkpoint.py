@@ -234,7 +234,9 @@ def _check_meta(path: Path, meta: Mapping[str, Any], expect: Mapping[str, str]) 
             )
 
 
-def load_latest(directory: Path, expect: Mapping[str, str]) -> dict[str, Any] | None:
+def load_latest(
+    directory: Path, expect: Mapping[str, str], *, corrupt_is_none: bool = False
+) -> dict[str, Any] | None:
     """Load the newest verified checkpoint in `directory`, falling back past corrupt ones.
 
     Incomplete checkpoints (no sidecar: the writer died between its two renames) are skipped
@@ -247,7 +249,8 @@ def load_latest(directory: Path, expect: Mapping[str, str]) -> dict[str, Any] | 
 
     Returns:
         The payload of the newest valid checkpoint, with `payload["path"]` set to its file, or
-        None when the directory holds no complete checkpoint at all.
+        None when the directory holds no complete checkpoint at all (nor a valid one, with
+        `corrupt_is_none`: a caller that recomputes lost epochs from scratch).
 
     Raises:
         CheckpointError: when the newest valid checkpoint belongs to another network, setting or
@@ -270,7 +273,9 @@ def load_latest(directory: Path, expect: Mapping[str, str]) -> dict[str, Any] | 
         _check_meta(path, payload["meta"], expect)
         payload["path"] = str(path)
         return payload
-    if corrupt:
+    if corrupt and corrupt_is_none:
+        log.warning("every checkpoint in %s is corrupt; starting from scratch", directory)
+    elif corrupt:
         raise CheckpointError(
             f"every checkpoint in {directory} is corrupt: {', '.join(corrupt)}; "
             "delete them to restart the segment from scratch"
