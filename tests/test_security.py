@@ -498,7 +498,7 @@ def test_checkpoints_and_results_linked_out_of_the_folder_are_refused(
     result.symlink_to(victim)
     assert read_outcome(result, "a" * 12, (0, 1)) is None
     assert not result.exists() and victim.read_bytes() == VICTIM_BYTES
-    # a result naming a checkpoint path instead of a file name is set aside too
+    # a result naming a checkpoint outside its folder is set aside too
     fields = {"arch_id": "a" * 12, "epoch_start": 0, "epoch_end": 1, "status": "ok"}
     result.write_text(json.dumps({**fields, "score": 50.0, "checkpoint": "../../../x.pt"}))
     assert read_outcome(result, "a" * 12, (0, 1)) is None and not result.exists()
