@@ -22,6 +22,8 @@ from econas_hpc.records import RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.dryrun import new_state, simulate_search
+from econas_hpc.store.retrain_table import RetrainRecord, read_retrain_table, write_retrain_table
+from econas_hpc.store.snapshot import USERBLOCK, stamp
 from econas_hpc.store.state import SCHEMA_DOC, StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +79,7 @@ def test_newer_schema_is_refused(tmp_path: Path, busy_state: RunState) -> None:
     store.save(busy_state)
     with h5py.File(store.path, "r+") as handle:
         handle.attrs["schema_version"] = 99
+    store.path.write_bytes(stamp(store.path.read_bytes()[USERBLOCK:]))  # intact, only newer
     with pytest.raises(
         StateError, match=r"schema_version 99; .*reads schema version\(s\) 1: upgrade"
     ):
@@ -212,9 +215,10 @@ def test_groups_of_other_writers_survive_a_save(tmp_path: Path, busy_state: RunS
     """`retrain` writes `/retrain` into the run file; the driver's next save must keep it."""
     store = StateStore(tmp_path / "run.h5")
     store.save(busy_state)
-    with h5py.File(store.path, "a") as handle:
-        handle.create_group("retrain").create_dataset("arch_id", data=np.array([b"abc"]))
+    write_retrain_table(store.path, [RetrainRecord("abc", 0, 1, 50.0, "c0r0s0e600")])
     store.save(busy_state)
+    assert [r.arch_id for r in read_retrain_table(store.path)] == ["abc"]
+    assert _dump(store.load()) == _dump(busy_state) and store.loaded_from == store.path
     with h5py.File(store.path, "r") as handle:
-        assert handle["retrain/arch_id"][0] == b"abc"
+        assert handle["retrain/arch_id"].asstr()[0] == "abc"
         assert "networks" in handle

@@ -7,7 +7,8 @@ per command group: `_inspect`, `_search` (launch, resume, status, best), `_zoo`,
 retrain) and `_bench`; `_common` holds the exit codes and the shared helpers.
 
 Exit codes: 0 success; 2 for argparse usage errors and every `EconasError` (one line on stderr,
-no traceback); 130 on Ctrl-C. Anything else escaping is a bug and keeps its traceback.
+no traceback); 3 for a file-system fault (`fsio.FileSystemFault`: disk full, permissions; one
+line); 130 on Ctrl-C. Anything else escaping is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,17 +19,25 @@ from collections.abc import Callable
 
 from econas_hpc import __version__
 from econas_hpc.cli._bench import _add_bench_command
-from econas_hpc.cli._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, _configure_logging
+from econas_hpc.cli._common import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    PROG,
+    _configure_logging,
+)
 from econas_hpc.cli._inspect import DATASETS, _add_inspect_command, inspect_info
 from econas_hpc.cli._search import DEFAULT_STATE, DEMO_STATE, _add_search_commands
 from econas_hpc.cli._train import _add_train_commands
 from econas_hpc.cli._zoo import ZOO_STATE, _add_zoo_commands
 from econas_hpc.errors import EconasError
+from econas_hpc.fsio import FileSystemFault
 
 __all__ = [
     "DATASETS",
     "DEFAULT_STATE",
     "DEMO_STATE",
+    "EXIT_ENVIRONMENT",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "PROG",
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except EconasError as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         sys.stderr.write(f"{PROG}: error: {message}\n")
-        return EXIT_USAGE
+        return EXIT_ENVIRONMENT if isinstance(exc, FileSystemFault) else EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return EXIT_INTERRUPTED

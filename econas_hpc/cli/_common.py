@@ -13,6 +13,7 @@ from rich.console import Console
 
 PROG = "econas-hpc"
 EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3  # a fault outside the input: disk full, permissions (fsio.FileSystemFault)
 EXIT_INTERRUPTED = 130
 EXEC_FLAGS = (
     "executor",

@@ -155,23 +155,31 @@ def _executor(path: Path) -> str:
         return ""
 
 
+def _recovery(store: StateStore) -> dict[str, Any]:
+    """`recovered_from_prev` (the main file was corrupt or missing and `.prev` was read) and
+    `recovery` (why; "" when the main file was good), after a load."""
+    return {"recovered_from_prev": bool(store.recovery), "recovery": store.recovery}
+
+
 def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
     """The status of one run as a JSON-ready dict.
 
-    Keys: run, state, loaded_from, updated, phase (initial | running | done), cycle (cycles
-    finished), cycles_total, networks, statuses, segments_done, segments_total_estimate,
-    segments (done/running/pending/failed), jobs (count per job state), retries, pools and
-    pool_best (P20/P40/P60), gpu_hours, time_left_s, proxy_rank ({"P20_P40", "P40_P60"}: the
-    latest finished cycle's Spearman values, None when not known) and proxy_rank_warn (the
-    threshold below which they read as unreliable), best (arch_id, score, segments, ...),
-    retrain (`summarize_retrain` rows of the `/retrain` table, NaN as None; [] when never
-    retrained), driver (lock holder or None), executor, dry_run, strategy.
+    Keys: run, state, loaded_from, recovered_from_prev and recovery (see `_recovery`), updated,
+    phase (initial | running | done), cycle (cycles finished), cycles_total, networks, statuses,
+    segments_done, segments_total_estimate, segments (done/running/pending/failed), jobs (count
+    per job state), retries, pools and pool_best (P20/P40/P60), gpu_hours, time_left_s,
+    proxy_rank ({"P20_P40", "P40_P60"}: the latest finished cycle's Spearman values, None when
+    not known) and proxy_rank_warn (the threshold below which they read as unreliable), best
+    (arch_id, score, segments, ...), retrain (`summarize_retrain` rows of the `/retrain` table,
+    NaN as None; [] when never retrained), driver (lock holder or None), executor, dry_run,
+    strategy.
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
     """
     path = Path(state_path)
-    state, source = StateStore(path).load_with_source()
+    store = StateStore(path)
+    state, source = store.load_with_source()
     cfg = SearchConfig.from_dict(state.config)
     counts = evo.summary_counts(state)
     jobs = dict.fromkeys(JOB_STATES, 0)
@@ -183,6 +191,7 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
         "run": RunPaths.of(path).run,
         "state": str(path),
         "loaded_from": str(source),
+        **_recovery(store),
         "updated": state.updated,
         "phase": "done" if done else ("initial" if state.cycle == INITIAL_CYCLE else "running"),
         "cycle": max(state.cycle, 0),
@@ -231,7 +240,8 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     their genotypes as JSON and as DARTS literals.
 
     Returns:
-        {run, state, complete (all cycles done), cycle, cycles_total, networks: [{rank,
+        {run, state, complete (all cycles done), cycle, cycles_total, recovered_from_prev,
+        recovery (see `_recovery`), networks: [{rank,
         arch_id, score, segments, parent_id, born_cycle, genotype, literal, retrain}]}, where
         `retrain` is the network's `summarize_retrain` row (NaN as None) or None when it was
         not retrained.
@@ -239,7 +249,8 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
     """
-    state = StateStore(state_path).load()
+    store = StateStore(state_path)
+    state = store.load()
     cfg = SearchConfig.from_dict(state.config)
     ranked = evo.final_ranking(state, cfg, top)
     retrained = {row["arch_id"]: row for row in _retrain_rows(Path(state_path))}
@@ -266,5 +277,6 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
         "complete": evo.search_done(state, cfg) and not evo.is_planned(state),
         "cycle": max(state.cycle, 0),
         "cycles_total": cfg.cycles,
+        **_recovery(store),
         "networks": networks,
     }

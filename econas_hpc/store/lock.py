@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from econas_hpc.errors import StateError
+from econas_hpc.fsio import describe_os_error, write_json_atomic
 from econas_hpc.records import utc_now
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,7 @@ class DriverLock:
         if not current or current.get("token") != self.token:
             raise StateError(f"driver lock {self.path} is no longer held by this driver")
         self.info["heartbeat_unix"] = time.time()
-        staging = self.path.with_name(f"{self.path.name}.{self.token}.tmp")
-        staging.write_text(json.dumps(self.info), encoding="utf-8")
-        os.replace(staging, self.path)
+        write_json_atomic(self.path, self.info, indent=None)
 
     def release(self) -> None:
         """Remove the lock file if it is still ours; a lock taken over by another is left alone."""
@@ -129,10 +128,16 @@ def _try_create(path: Path, info: dict[str, Any]) -> bool:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(info))
-        handle.flush()
-        os.fsync(handle.fileno())
+    except OSError as exc:
+        raise describe_os_error(exc, path, "create") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:  # a full disk: no half-written lock left behind
+        path.unlink(missing_ok=True)
+        raise describe_os_error(exc, path) from None
     return True
 
 
@@ -163,6 +168,7 @@ def acquire_lock(
 
     Raises:
         StateError: a live driver holds the lock; the message names it and how to remove it.
+        NoSpaceError, PermissionFault, FileSystemFault: the lock file cannot be written.
     """
     path = lock_path_for(state_path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,12 @@
 """The model zoo's HDF5 file: its records, schema, and atomic snapshots (`zoo create/train/report`).
 
-This module owns `state/<zoo>.h5` of the proxy-reliability study: the zoo's networks, the
-settings they are trained in, each network's parameters and MACs per setting, and one result per
-(network, setting) unit. It reuses the run store's file discipline (`store.state`: h5py opened
-without locks, typed columns with a `description` attribute, `<path>.tmp` + fsync + keep
-`<path>.prev` + `os.replace`), so readers never see a torn file and a corrupt main file falls
-back to `.prev`. Workers never import this module; the zoo runner is the file's single writer.
+This module owns `state/<zoo>.h5` of the proxy-reliability study: the zoo's networks, the settings
+they are trained in, each network's parameters and MACs per setting, and one result per (network,
+setting) unit. It reuses the run store's file discipline (`store.snapshot`: h5py opened without
+locks, typed columns with a `description` attribute, the file built in memory and checksummed,
+written atomically with `<path>.prev` kept), so readers never see a torn file, a full disk changes
+nothing, and a corrupt main file falls back to `.prev`. Workers never import this module; the zoo
+runner is the file's single writer.
 
 Schema (also in the file's `schema_doc` attribute):
 - attributes: schema_version, schema_doc, econas_hpc_version, config_json, created, updated,
@@ -22,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -34,7 +34,14 @@ import numpy as np
 from econas_hpc import __version__
 from econas_hpc.errors import StateError
 from econas_hpc.records import utc_now
-from econas_hpc.store.state import StateStore, _fsync_path, _open, _put
+from econas_hpc.store.snapshot import (
+    READ_ERRORS,
+    CorruptFileError,
+    SnapshotFiles,
+    build_image,
+    open_snapshot,
+    put,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +173,7 @@ SCHEMA_DOC = _schema_doc()
 def _write_table(handle: h5py.File, group: str, rows: Sequence[Any]) -> h5py.Group:
     out = handle.create_group(group)
     for name, kind, doc in _columns(_TABLES[group]):
-        _put(out, name, kind, [getattr(row, name) for row in rows], doc)
+        put(out, name, kind, [getattr(row, name) for row in rows], doc)
     return out
 
 
@@ -214,7 +221,8 @@ def _read_rows(handle: h5py.File, group: str) -> list[Any]:
 
 def _read(path: Path) -> ZooState:
     """Parse one zoo file; OSError/KeyError/ValueError/TypeError mean an unusable file."""
-    with _open(path, "r") as handle:
+    # zoo files written before checksums existed are read unverified
+    with open_snapshot(path) as (handle, _):
         version = int(handle.attrs["schema_version"])
         if version not in SUPPORTED_ZOO_SCHEMAS:
             raise StateError(
@@ -242,7 +250,7 @@ class ZooStore:
 
     def __init__(self, path: str | Path) -> None:
         # The run store's file handling (paths, `.prev` rotation) is reused as is.
-        self._files = StateStore(path)
+        self._files = SnapshotFiles(path)
         self.path = self._files.path
         self.prev_path = self._files.prev_path
         self.loaded_from: Path | None = None
@@ -252,17 +260,16 @@ class ZooStore:
         return self._files.exists()
 
     def save(self, zoo: ZooState) -> None:
-        """Write `zoo` atomically (`.tmp`, fsync, current -> `.prev`, rename, fsync the folder)."""
+        """Write `zoo` atomically (in memory, then temp + fsync + rename; current -> `.prev`).
+
+        Raises:
+            NoSpaceError, PermissionFault, FileSystemFault: one line; the files are unchanged.
+        """
         files = self._files
         zoo.updated = utc_now()
+        image = build_image(lambda handle: _write(handle, zoo))
         files.path.parent.mkdir(parents=True, exist_ok=True)
-        with _open(files.tmp_path, "w") as handle:
-            _write(handle, zoo)
-        _fsync_path(files.tmp_path)
-        if files.path.exists() and files._main_opens():
-            files._keep_previous()
-        os.replace(files.tmp_path, files.path)
-        _fsync_path(files.path.parent, directory=True)
+        files.write(image, keep_previous=files.path.exists() and files.main_verifies())
 
     def load(self) -> ZooState:
         """The zoo file, or `.prev` (with a warning) when the main file is missing or corrupt.
@@ -274,12 +281,15 @@ class ZooStore:
             raise StateError(f"zoo file {self.path} does not exist; create it with `zoo create`")
         problems: list[str] = []
         for candidate in (self.path, self.prev_path):
-            try:
-                zoo = _read(candidate)
-            except FileNotFoundError:
+            if not candidate.exists():
                 problems.append(f"{candidate} is missing")
                 continue
-            except (OSError, KeyError, ValueError, TypeError) as err:
+            try:
+                zoo = _read(candidate)
+            except CorruptFileError as err:
+                problems.append(f"{candidate} is unreadable ({err})")
+                continue
+            except READ_ERRORS as err:
                 problems.append(f"{candidate} is unreadable ({type(err).__name__}: {err})")
                 continue
             if problems:
