@@ -65,7 +65,7 @@ def test_round_trip_with_nans_and_open_jobs(tmp_path: Path, busy_state: RunState
 
 def test_empty_tables_round_trip(tmp_path: Path) -> None:
     state = new_state(SearchConfig(strategy="single"), NOW)
-    store = StateStore(tmp_path / "empty.h5")
+    store = StateStore(tmp_path / "empty.h5", pools=evo.current_pools)
     store.save(state)
     assert _dump(store.load()) == _dump(state)
     with h5py.File(store.path, "r") as handle:
@@ -143,7 +143,7 @@ _PLAIN_READER = textwrap.dedent(
 
 
 def test_readable_with_plain_h5py(tmp_path: Path, busy_state: RunState) -> None:
-    store = StateStore(tmp_path / "run1.h5")
+    store = StateStore(tmp_path / "run1.h5", pools=evo.current_pools)
     store.save(busy_state)
     proc = subprocess.run(
         [sys.executable, "-c", _PLAIN_READER, str(store.path)],
@@ -164,7 +164,7 @@ def test_readable_with_plain_h5py(tmp_path: Path, busy_state: RunState) -> None:
 def test_h5dump_shows_the_tables(tmp_path: Path, busy_state: RunState) -> None:
     if shutil.which("h5dump") is None:
         pytest.skip("h5dump is not installed")
-    store = StateStore(tmp_path / "run1.h5")
+    store = StateStore(tmp_path / "run1.h5", pools=evo.current_pools)
     store.save(busy_state)
     out = subprocess.run(
         ["h5dump", "-H", str(store.path)], capture_output=True, text=True, check=True

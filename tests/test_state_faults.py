@@ -41,7 +41,7 @@ def _dump(state: RunState) -> str:
 
 
 def _store(path: Path) -> StateStore:
-    return StateStore(path, pools=lambda s: evo.pools(s, SearchConfig(cycles=3), s.cycle))
+    return StateStore(path, pools=evo.current_pools)
 
 
 @pytest.fixture(scope="module")

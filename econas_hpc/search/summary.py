@@ -180,7 +180,7 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
     path = Path(state_path)
     store = StateStore(path)
     state, source = store.load_with_source()
-    cfg = SearchConfig.from_dict(state.config)
+    cfg = state.config
     counts = evo.summary_counts(state)
     jobs = dict.fromkeys(JOB_STATES, 0)
     for job in state.jobs.values():
@@ -251,7 +251,7 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     """
     store = StateStore(state_path)
     state = store.load()
-    cfg = SearchConfig.from_dict(state.config)
+    cfg = state.config
     ranked = evo.final_ranking(state, cfg, top)
     retrained = {row["arch_id"]: row for row in _retrain_rows(Path(state_path))}
     networks = []

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from econas_hpc import __version__
-from econas_hpc.errors import StateError
+from econas_hpc.errors import ConfigError, StateError
 from econas_hpc.records import (
     POOL_NAMES,
     STATE_SCHEMA_VERSION,
@@ -34,6 +34,7 @@ from econas_hpc.records import (
     RunState,
     utc_now,
 )
+from econas_hpc.runconfig import SearchConfig
 from econas_hpc.store.snapshot import (
     READ_ERRORS,
     CorruptFileError,
@@ -152,7 +153,7 @@ def _write(
     attrs["schema_version"] = STATE_SCHEMA_VERSION
     attrs["schema_doc"] = SCHEMA_DOC
     attrs["econas_hpc_version"] = __version__
-    attrs["config_json"] = json.dumps(state.config)
+    attrs["config_json"] = json.dumps(state.config.to_dict())
     attrs["seed"] = state.seed
     attrs["rng_state_json"] = state.rng_state
     attrs["cycle"] = state.cycle
@@ -183,17 +184,7 @@ def _scores_width(state: RunState) -> int:
     """Columns of /networks/scores: segments per network (from the records, else the config)."""
     if state.networks:
         return len(next(iter(state.networks.values())).scores)
-    from econas_hpc.search.config import SearchConfig
-
-    return SearchConfig.from_dict(state.config).segments_per_network
-
-
-def _current_pools(state: RunState) -> dict[str, list[str]]:
-    # The policy is pure and stdlib+numpy only, so the store may ask it for the derived pools.
-    from econas_hpc.search.config import SearchConfig
-    from econas_hpc.search.evolution import pools
-
-    return pools(state, SearchConfig.from_dict(state.config), state.cycle)
+    return state.config.segments_per_network
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -238,14 +229,18 @@ def _check_checked(handle: h5py.File, checked: bool) -> None:
         raise CorruptFileError("it has lost its checksum block")
 
 
-def _config(text: str) -> dict[str, Any]:
+def _config(text: str) -> SearchConfig:
+    """The typed config of `config_json`, decoded once, here (the search never re-parses it)."""
     try:
         config = json.loads(text)
     except ValueError as err:
         raise CorruptFileError(f"attribute config_json is not JSON ({err})") from None
     if not isinstance(config, dict):
         raise CorruptFileError("attribute config_json is not a JSON object")
-    return config
+    try:
+        return SearchConfig.from_dict(config)
+    except ConfigError as err:
+        raise CorruptFileError(f"attribute config_json: {err}") from None
 
 
 def _decode(handle: h5py.File) -> RunState:
@@ -328,7 +323,7 @@ class StateStore:
                 as they were.
         """
         segments = _scores_width(state)
-        pools = self._pools(state) if self._pools is not None else _current_pools(state)
+        pools = self._pools(state) if self._pools is not None else None
         main_ok = self._main_ok()
 
         def fill(handle: h5py.File) -> None:
