@@ -3,12 +3,14 @@
 This is the only package that reads argv or decides exit codes (`main` returns them; the console
 script and `python -m econas_hpc` pass them to `sys.exit`). Each `_cmd_*` parses nothing itself
 and stays small: it calls library functions and hands plain data to `econas_hpc.ui`. One module
-per command group: `_inspect`, `_search` (launch, resume, status, best), `_zoo`, `_train` (train,
-retrain) and `_bench`; `_common` holds the exit codes and the shared helpers.
+per command group: `_inspect`, `_search` (launch, resume, status, best), `_report`, `_zoo`,
+`_train` (train, retrain), `_bench` and `_compare`; `_common` holds the exit codes and the shared
+helpers.
 
 Exit codes: 0 success; 2 for argparse usage errors and every `EconasError` (one line on stderr,
-no traceback); 3 for a file-system fault (`fsio.FileSystemFault`: disk full, permissions; one
-line); 130 on Ctrl-C. Anything else escaping is a bug and keeps its traceback.
+no traceback); 3 for a fault outside the network (`EnvironmentFault`, or an OSError such as a
+full disk or a refused permission: one line naming the cause); 130 on Ctrl-C. Anything else
+escaping is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,25 +21,19 @@ from collections.abc import Callable
 
 from econas_hpc import __version__
 from econas_hpc.cli._bench import _add_bench_command
-from econas_hpc.cli._common import (
-    EXIT_ENVIRONMENT,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    PROG,
-    _configure_logging,
-)
+from econas_hpc.cli._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, _configure_logging
+from econas_hpc.cli._compare import _add_compare_command
 from econas_hpc.cli._inspect import DATASETS, _add_inspect_command, inspect_info
+from econas_hpc.cli._report import _add_report_command
 from econas_hpc.cli._search import DEFAULT_STATE, DEMO_STATE, _add_search_commands
 from econas_hpc.cli._train import _add_train_commands
 from econas_hpc.cli._zoo import ZOO_STATE, _add_zoo_commands
-from econas_hpc.errors import EconasError
-from econas_hpc.fsio import FileSystemFault
+from econas_hpc.errors import CAUSES, EXIT_ENVIRONMENT, EconasError, EnvironmentFault, cause_of
 
 __all__ = [
     "DATASETS",
     "DEFAULT_STATE",
     "DEMO_STATE",
-    "EXIT_ENVIRONMENT",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "PROG",
@@ -57,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_inspect_command(commands)
     _add_search_commands(commands)
+    _add_report_command(commands)
     _add_zoo_commands(commands)
     _add_train_commands(commands)
     _add_bench_command(commands)
+    _add_compare_command(commands)
     return parser
 
 
@@ -75,10 +73,23 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
+    except EnvironmentFault as exc:
+        message = " ".join(str(exc).split()) or CAUSES[exc.cause]
+        sys.stderr.write(f"{PROG}: error: {message}\n")
+        return EXIT_ENVIRONMENT
     except EconasError as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         sys.stderr.write(f"{PROG}: error: {message}\n")
-        return EXIT_ENVIRONMENT if isinstance(exc, FileSystemFault) else EXIT_USAGE
+        return EXIT_USAGE
+    except OSError as exc:
+        cause = cause_of(exc)
+        if not cause:
+            raise
+        sys.stderr.write(f"{PROG}: error: {CAUSES[cause]}: {exc}\n")
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG}: interrupted\n")
+        sys.stderr.write(
+            f"{PROG}: interrupted; nothing was charged to any network (jobs already submitted "
+            "keep running; `resume` re-attaches them)\n"
+        )
         return EXIT_INTERRUPTED

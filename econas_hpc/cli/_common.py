@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
 
 PROG = "econas-hpc"
 EXIT_USAGE = 2
-EXIT_ENVIRONMENT = 3  # a fault outside the input: disk full, permissions (fsio.FileSystemFault)
 EXIT_INTERRUPTED = 130
 EXEC_FLAGS = (
     "executor",
@@ -37,6 +38,29 @@ def _configure_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
         )
+
+
+@contextlib.contextmanager
+def _sigterm_stops(what: str) -> Iterator[None]:
+    """SIGTERM (a person's `kill`, the scheduler ending a driver job) stops `what` as Ctrl-C
+    does: the with-blocks unwind, so the driver lock is released and nothing is charged."""
+    from econas_hpc.errors import InterruptedRun
+
+    def stop(signum: int, frame: object) -> None:
+        raise InterruptedRun(
+            f"{what} stopped by SIGTERM; nothing was charged to any network; jobs already "
+            "submitted keep running and `econas-hpc resume` re-attaches them"
+        )
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _picked(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:

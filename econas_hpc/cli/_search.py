@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _picked
+from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _picked, _sigterm_stops
 from econas_hpc.ui.cluster_view import render_cluster
 from econas_hpc.ui.search_view import SearchView, render_best, render_status
 
@@ -30,7 +30,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
         return _detached(detach_launch(state, spec, args.argv))
     console = Console()
-    with SearchView(console, state, spec.cfg.cycles) as view:
+    with _sigterm_stops(f"run {state}"), SearchView(console, state, spec.cfg.cycles) as view:
         run_search(state, spec.cfg, spec.execution, view, spec.train)
     render_status(console, summarize_all([state]))
     return 0
@@ -50,7 +50,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
         return _detached(detach_resume(args.state, _picked(args, EXEC_FLAGS), args.argv))
     console = Console()
-    with SearchView(console, args.state) as view:
+    with _sigterm_stops(f"run {args.state}"), SearchView(console, args.state) as view:
         run_search(args.state, None, _picked(args, EXEC_FLAGS), view)
     render_status(console, summarize_all([args.state]))
     return 0
@@ -97,7 +97,9 @@ def _add_search_options(parser: argparse.ArgumentParser, title: str) -> None:
     )
     group.add_argument("--cycles", type=int, help="evolution cycles (default 100)")
     group.add_argument("--seed", type=int, help="seed of the search's generator (default 0)")
-    group.add_argument("--dataset", choices=("cifar10", "synthetic"), help="default cifar10")
+    group.add_argument(
+        "--dataset", choices=("cifar10", "digits", "synthetic"), help="default cifar10"
+    )
     group.add_argument("--data", dest="data_dir", metavar="DIR", help="data directory (data)")
     group.add_argument(
         "--dry-run",

@@ -17,6 +17,9 @@ Classification (one per interruption, each counted once; [charged] = counts agai
 - end CANCELLED otherwise (`scancel` by a person, the driver's own time limit): cancellations
   [charged];
 - end TIMEOUT (the limit was reached without a checkpoint and requeue): timeouts [charged];
+- a worker crash whose exception names a cause outside the network (`errors.cause_of`: the
+  data, the disk, permissions, lost files, an interruption): environment (never charged; the
+  driver stops for the causes in `STOP_CAUSES`, see README "Faults");
 - end FAILED, COMPLETED without a result, or unknown to the scheduler: crashes [charged].
 
 "Charged" ends count against the search's `max_attempts`; preemptions, requeues on time limits
@@ -41,9 +44,11 @@ from typing import Any
 
 from econas_hpc.cluster.options import ClusterOptions
 from econas_hpc.cluster.tasks import append_event, read_events
+from econas_hpc.errors import CAUSES
 
 __all__ = [
     "END_KINDS",
+    "STOP_CAUSES",
     "Counters",
     "JobLimits",
     "Outcome",
@@ -56,7 +61,18 @@ __all__ = [
     "segment_counters",
 ]
 
-END_KINDS: tuple[str, ...] = ("preempted", "timeout", "node_fail", "cancelled", "crashed")
+END_KINDS: tuple[str, ...] = (
+    "preempted",
+    "timeout",
+    "node_fail",
+    "cancelled",
+    "crashed",
+    "environment",
+)
+# Causes that need a person to act (free space, fix the data, permissions): the driver stops
+# instead of resubmitting. The others (lost files, interruptions) are resubmitted uncharged:
+# training is deterministic and a lost segment is recomputed.
+STOP_CAUSES: tuple[str, ...] = ("data", "no_space", "permission", "io", "checkpoint")
 # slurmctld checks `--signal=USR2@N` every ~30 s, so a time-limit signal may come up to ~60 s
 # before the limit minus N (slurm/README.md); a few more seconds cover the job's start-up.
 EARLY_SIGNAL_S = 65.0
@@ -89,6 +105,12 @@ class Outcome:
     kind: str
     charged: bool  # counts against the retry limit
     reason: str
+    cause: str = ""  # an `errors.CAUSES` key for ends outside the network, else ""
+
+    @property
+    def stops(self) -> bool:
+        """Whether the driver must stop for a person to fix the environment."""
+        return self.cause in STOP_CAUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +125,7 @@ class Counters:
     node_failures: int = 0
     cancellations: int = 0
     crashes: int = 0
+    environment: int = 0  # ends caused outside the network (never charged)
     charged: int = 0  # ends that count against the retry limit
     lost_s: float = 0.0  # work since the last checkpoint at each preemption signal
     gpu_s_lost: float = 0.0  # lost_s x GPUs per job
@@ -139,9 +162,12 @@ def classify_end(events: Sequence[Mapping[str, Any]], final_state: str) -> Outco
     last = _last_worker_event(events)
     crashed = [e for e in events if e.get("event") == "finish" and e.get("status") == "crashed"]
     if crashed:
-        return Outcome("crashed", True, f"the worker crashed: {crashed[-1].get('error', '?')}")
+        error, cause = crashed[-1].get("error", "?"), str(crashed[-1].get("cause") or "")
+        if cause in CAUSES:
+            return Outcome("environment", False, f"{CAUSES[cause]}: {error}", cause)
+        return Outcome("crashed", True, f"the worker crashed: {error}")
     if final_state == "node_fail":
-        return Outcome("node_fail", False, "its node failed (NODE_FAIL)")
+        return Outcome("node_fail", False, "its node failed (NODE_FAIL)", "node_fail")
     signalled = last is not None and last.get("event") == "signal"
     if final_state == "cancelled":
         if signalled:
@@ -165,8 +191,12 @@ def _events_of(
     return mine if job_id is None else [e for e in mine if str(e.get("job_id")) == job_id]
 
 
-def record_end(run_dir: Path, item: str, job_id: str, final_state: str) -> Outcome:
+def record_end(run_dir: Path, item: str, job_id: str, final_state: str, probe: str = "") -> Outcome:
     """Classify how job `job_id` of segment `item` ended and append the driver's `end` event.
+
+    `probe` is the environment cause the driver found when it looked (a full disk, an unreadable
+    folder; "" for none): a crash that left no cause of its own (its worker could not even write
+    its events) is then blamed on that, not on the network.
 
     Idempotent: a job whose end is already recorded (a driver restarted after recording it)
     gets the recorded outcome back and nothing is appended, so nothing is counted twice.
@@ -174,8 +204,11 @@ def record_end(run_dir: Path, item: str, job_id: str, final_state: str) -> Outco
     mine = _events_of(read_events(run_dir), item, job_id)
     for event in mine:
         if event.get("event") == "end":
-            return Outcome(str(event["kind"]), bool(event["charged"]), str(event["reason"]))
+            recorded = (str(event["reason"]), str(event.get("cause") or ""))
+            return Outcome(str(event["kind"]), bool(event["charged"]), *recorded)
     outcome = classify_end(mine, final_state)
+    if outcome.kind == "crashed" and probe:
+        outcome = Outcome("environment", False, f"{CAUSES[probe]} ({outcome.reason})", probe)
     append_event(
         run_dir,
         "end",
@@ -186,6 +219,7 @@ def record_end(run_dir: Path, item: str, job_id: str, final_state: str) -> Outco
         kind=outcome.kind,
         charged=outcome.charged,
         reason=outcome.reason,
+        cause=outcome.cause,
     )
     return outcome
 
@@ -197,13 +231,14 @@ def decide_retry(
     final_state: str,
     max_attempts: int,
     limits: JobLimits | None = None,
+    probe: str = "",
 ) -> tuple[Outcome, Counters, bool]:
     """Record the end of a job without a result; retry while charged ends < `max_attempts`.
 
     Returns:
         (how it ended, the segment's counters including this end, whether to submit again).
     """
-    outcome = record_end(run_dir, item, job_id, final_state)
+    outcome = record_end(run_dir, item, job_id, final_state, probe)
     counters = segment_counters(read_events(run_dir), item, limits or JobLimits())
     return outcome, counters, counters.charged < max_attempts
 
@@ -222,6 +257,7 @@ class _Tally:
                 "node_failures",
                 "cancellations",
                 "crashes",
+                "environment",
                 "charged",
                 "lost_s",
             ),
@@ -265,6 +301,7 @@ _END_COUNTER = {
     "node_fail": "node_failures",
     "cancelled": "cancellations",
     "crashed": "crashes",
+    "environment": "environment",
 }
 
 
@@ -324,6 +361,7 @@ def run_totals(nets_dir: Path, limits: JobLimits | None = None) -> dict[str, Any
                 counters.node_failures,
                 counters.cancellations,
                 counters.crashes,
+                counters.environment,
             )
             interrupted += any(hits)
     return {**total.to_dict(), "segments": segments, "interrupted": interrupted}

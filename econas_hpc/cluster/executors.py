@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import submitit
+import submitit.local.local
 from submitit.core.utils import FailedJobError
 from submitit.slurm.slurm import _convert_mem, _make_sbatch_string
 
@@ -54,6 +55,7 @@ from econas_hpc.cluster.options import ClusterOptions, JobState, load_cluster_op
 from econas_hpc.cluster.registry import JobRecord, JobRegistry, pack_items
 from econas_hpc.cluster.tasks import ECONAS_JOB_ID, SegmentTask, WorkItem
 from econas_hpc.errors import ConfigError, SubmissionError
+from econas_hpc.fsio import make_private_dir
 
 __all__ = [
     "CheckpointableTask",
@@ -190,6 +192,35 @@ def _interruptible_children() -> Iterator[None]:
             signal.signal(signal.SIGINT, restore)
 
 
+class _SessionSubprocess:
+    """`subprocess` as submitit's local launcher sees it, with every Popen in a new session."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:  # noqa: N802  (the API)
+        return subprocess.Popen(*args, start_new_session=True, **kwargs)
+
+
+@contextlib.contextmanager
+def _own_session() -> Iterator[None]:
+    """Start local controllers in a session of their own, away from the driver's terminal.
+
+    Ctrl-C in a terminal signals its whole foreground process group: controllers in the
+    driver's group would die with it (tracebacks in the terminal, and every job in flight lost
+    and counted as a crash). In their own session they run on, as Slurm jobs do, and `resume`
+    re-attaches them; `cancel` still reaches them by pid.
+    """
+    module = submitit.local.local
+    original = module.subprocess
+    module.subprocess = _SessionSubprocess()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        module.subprocess = original
+
+
 class LocalExecutor:
     """Subprocesses on this machine (submitit's LocalExecutor), at most `max_concurrent` at once.
 
@@ -269,7 +300,7 @@ class LocalExecutor:
             params.update(gpus_per_node=1, visible_gpus=(record.gpu,))
         executor.update_parameters(**params)
         task = CheckpointableTask(stop_timeout_s=max(5, self.options.signal_delay_s - 10))
-        with _job_env(record.job_id), _interruptible_children():
+        with _job_env(record.job_id), _interruptible_children(), _own_session():
             job = executor.submit(task, record.items)
         record.pid, record.state = int(job.job_id), "running"
         process = getattr(job, "_process", None)  # LocalJob keeps its controller's Popen
@@ -414,5 +445,6 @@ def make_executor(kind: str, folder: Path, options: ClusterOptions) -> Executor:
     }
     if kind not in factories:
         raise ConfigError(f"executor {kind!r} is unknown; allowed: {KINDS}")
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    # submitit's job folders (its pickles included) live inside this private folder
+    make_private_dir(folder, "executor folder")
     return factories[kind](Path(folder), options)

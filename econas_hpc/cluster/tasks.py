@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.errors import ConfigError
+from econas_hpc.errors import ConfigError, cause_of
+from econas_hpc.fsio import append_text, make_private_dir, write_json_atomic
+from econas_hpc.space.genotype import check_arch_id
 
 __all__ = [
     "DRYRUN_FAILURES",
@@ -73,6 +75,8 @@ class WorkItem:
             raise ConfigError(f"work item {self.name!r}: kind {self.kind!r}; allowed {KINDS}")
         if not self.spec.get("run_dir"):
             raise ConfigError(f"work item {self.name!r}: spec has no run_dir")
+        if "arch_id" in self.spec:  # it names the item's folders: an arch_id, never a path
+            check_arch_id(self.spec["arch_id"], f"work item {self.name!r}: network id")
         fail = self.spec.get("fail") or ""
         if self.kind == "dryrun" and fail not in DRYRUN_FAILURES:
             raise ConfigError(f"work item {self.name!r}: fail={fail!r}; allowed {DRYRUN_FAILURES}")
@@ -116,13 +120,8 @@ def append_event(run_dir: Path, event: str, item: str, **fields: Any) -> None:
     """Append one JSON line to `<run_dir>/events.jsonl` (one write: whole lines on local disks)."""
     record = {"t": round(time.time(), 3), "event": event, "item": item, **job_context(), **fields}
     line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    make_private_dir(run_dir, "network folder")
+    append_text(run_dir / EVENTS_FILE, line)  # O_NOFOLLOW: never through a planted link
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
@@ -138,13 +137,8 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(obj, indent=1, allow_nan=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    make_private_dir(path.parent, "network folder")
+    write_json_atomic(path, obj, sort_keys=False)
 
 
 def _last_checkpoint_t(item: WorkItem) -> float | None:
@@ -299,7 +293,10 @@ class SegmentTask:
         while thread.is_alive():
             thread.join(WAIT_S)
         if outcome.errors:
-            names = ", ".join(f"{name}: {exc!r}" for name, exc in outcome.errors)
+            names = ", ".join(
+                f"{name}: {exc!r}" + (f" [cause: {cause_of(exc)}]" if cause_of(exc) else "")
+                for name, exc in outcome.errors
+            )
             message = f"{len(outcome.errors)} of {len(items)} item(s) failed: {names}"
             raise RuntimeError(message) from outcome.errors[0][1]
         return list(outcome.finished)
@@ -341,6 +338,7 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
     from econas_hpc.train.packed import run_packed  # torch: only on training workers
 
     specs = [SegmentSpec.from_dict(item.spec) for item in items]
+    outcome.current, outcome.current_since = items[0], time.time()  # before the events
     for item in items:
         append_event(
             item.run_dir,
@@ -350,7 +348,6 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
             packed=len(items),
             last_checkpoint_t=_last_checkpoint_t(item),
         )
-    outcome.current, outcome.current_since = items[0], time.time()
     errors: dict[int, Exception] = {}
     try:
         results = run_packed(specs, stop=stop.is_set, errors=errors)  # type: ignore[arg-type]
@@ -366,6 +363,7 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
                 item.name,
                 status="crashed",
                 error=repr(errors[k]),
+                cause=cause_of(errors[k]),
                 wall_s=wall_s,
             )
         elif result.status != "interrupted":
@@ -377,7 +375,29 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
 
 
 def _work(items: Sequence[WorkItem], stop: threading.Event, outcome: _Outcome) -> None:
-    """The worker thread: run each item unless its result exists or a stop was requested.
+    """The worker thread: `_work_items`, with a failure outside an item's training (an event or
+    result that cannot be written: a full disk, a deleted folder) reported as that item's."""
+    try:
+        _work_items(items, stop, outcome)
+    except Exception as exc:
+        current = outcome.current or next(
+            (i for i in items if i.result_path not in outcome.finished), items[0]
+        )
+        log.exception("item %s: the worker failed outside training", current.name)
+        outcome.errors.append((current.name, exc))
+        with contextlib.suppress(Exception):  # the disk may still refuse; the driver probes
+            append_event(
+                current.run_dir,
+                "finish",
+                current.name,
+                status="crashed",
+                error=repr(exc),
+                cause=cause_of(exc),
+            )
+
+
+def _work_items(items: Sequence[WorkItem], stop: threading.Event, outcome: _Outcome) -> None:
+    """Run each item unless its result exists or a stop was requested.
 
     Two or more pending training items of one job (`--segments-per-job K`) train concurrently.
     """
@@ -394,8 +414,9 @@ def _work(items: Sequence[WorkItem], stop: threading.Event, outcome: _Outcome) -
             outcome.finished.append(item.result_path)
             continue
         saved_t = _last_checkpoint_t(item)
-        append_event(item.run_dir, "start", item.name, kind=item.kind, last_checkpoint_t=saved_t)
+        # Current before the start event: whoever sees the event may call `stop()` at once.
         outcome.current, outcome.current_since = item, time.time()
+        append_event(item.run_dir, "start", item.name, kind=item.kind, last_checkpoint_t=saved_t)
         try:
             status = _RUNNERS[item.kind](item, stop)
         except Exception as exc:  # one crashed item must not stop the others of a packed job
@@ -407,6 +428,7 @@ def _work(items: Sequence[WorkItem], stop: threading.Event, outcome: _Outcome) -
                 item.name,
                 status="crashed",
                 error=repr(exc),
+                cause=cause_of(exc),
                 wall_s=round(time.time() - outcome.current_since, 3),
             )
             continue

@@ -39,6 +39,7 @@ from econas_hpc.search.reconcile import (
     poll_jobs,
     reconcile,
     save,
+    stop_for_environment,
     submit_planned,
 )
 from econas_hpc.search.workitems import (
@@ -370,7 +371,9 @@ def _run_cycle(ctx: RunContext, lock: DriverLock, poll_s: float) -> None:
         if time.monotonic() - last_poll >= poll_s:
             last_poll = time.monotonic()
             dead = poll_jobs(ctx)  # one batched scheduler query per poll interval
-            handle_dead(ctx, dead)
+            waiting = handle_dead(ctx, dead)
+            if waiting:
+                stop_for_environment(ctx, waiting)  # raises: a person must fix the cause
             changed += len(dead)
         if changed or ctx.dirty:
             save(ctx)

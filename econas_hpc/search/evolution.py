@@ -339,6 +339,7 @@ def record_submission(
         attempt=job.attempt + 1,
         state="submitted",
         submitted_at=now or utc_now(),
+        cause="",
     )
     state.networks[arch_id] = replace(net, attempts=net.attempts + 1)
 

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,8 @@ from typing import Any
 from econas_hpc.cluster.accounting import JobLimits, decide_retry
 from econas_hpc.cluster.executors import Executor
 from econas_hpc.cluster.options import FINAL_STATES
+from econas_hpc.errors import CAUSES, EnvironmentFault
+from econas_hpc.fsio import make_private_dir, write_json_atomic
 from econas_hpc.records import OPEN_JOB_STATES, WORST_SCORE, JobRecord, RunState, utc_now
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
@@ -52,12 +55,13 @@ CRASH_PHASES: tuple[str, ...] = (
 CRASH_EXIT = 137  # what a SIGKILLed process reports
 # sacct may not know a job for a while after sbatch returned; locally an unknown id is gone.
 UNKNOWN_GRACE_S = {"slurm": 600.0}
+LOW_SPACE_BYTES = 1 << 20  # less free space than this beside the state: the disk is full
 
 
 @dataclass(frozen=True, slots=True)
 class SearchEvent:
     """Something the UI reports: `kind` is one of started, resumed, warning, cycle_started,
-    submitted, adopted, segment_done, retry, timeout, failed, cycle_done, finished."""
+    submitted, adopted, segment_done, retry, timeout, failed, stopped, cycle_done, finished."""
 
     kind: str
     cycle: int
@@ -127,13 +131,8 @@ def save(ctx: RunContext, closing: int | None = None) -> None:
 
 
 def _write_token(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    make_private_dir(path.parent)
+    write_json_atomic(path, payload, indent=None, sort_keys=False)
 
 
 def submit_jobs(ctx: RunContext, jobs: Sequence[JobRecord], label: str) -> None:
@@ -282,11 +281,32 @@ def _cancel_overdue(ctx: RunContext, jobs: list[JobRecord]) -> None:
         )
 
 
-def handle_dead(ctx: RunContext, dead: Sequence[JobRecord]) -> None:
+def probe_environment(paths: RunPaths, cfg: SearchConfig) -> str:
+    """An environment cause the driver can see for itself ("" for none): a nearly full disk, a
+    run folder it cannot write, a data folder it cannot read. Blamed for a crash that left no
+    cause of its own (its worker could not even write its events)."""
+    try:
+        if shutil.disk_usage(paths.root).free < LOW_SPACE_BYTES:
+            return "no_space"
+    except OSError:
+        return "lost_files"
+    if paths.nets.exists() and not os.access(paths.nets, os.W_OK | os.X_OK):
+        return "permission"
+    data = Path(cfg.data_dir)
+    if not cfg.dry_run and data.exists() and not os.access(data, os.R_OK | os.X_OK):
+        return "data"
+    return ""
+
+
+def handle_dead(ctx: RunContext, dead: Sequence[JobRecord]) -> list[JobRecord]:
     """Record how each dead job ended (`cluster.accounting`); plan it again while its charged
     ends (crashes, cancellations) are fewer than `max_attempts`, else its network fails.
-    Preemptions and node failures are never charged."""
+    Ends outside the network (preemptions, node failures, lost files, the data, the disk) are
+    never charged; returns the jobs that wait for a person to fix their cause (the driver stops
+    for them: `accounting.STOP_CAUSES`)."""
     limits = JobLimits.from_options(ctx.items.execution.cluster, ctx.executor.kind)
+    probe = probe_environment(ctx.paths, ctx.cfg) if dead else ""
+    waiting: list[JobRecord] = []
     for job in dead:
         ctx.running_since.pop(job.job_id, None)
         end, counters, retry = decide_retry(
@@ -296,21 +316,26 @@ def handle_dead(ctx: RunContext, dead: Sequence[JobRecord]) -> None:
             ctx.verdicts.pop(job.job_id, "unknown"),
             ctx.cfg.max_attempts,
             limits,
+            probe,
         )
         why = f"{end.kind}: {end.reason}"
-        if retry:
-            ctx.state.jobs[job.key] = replace(job, state="planned")
+        if retry or not end.charged:
+            again = replace(job, state="planned", cause=end.cause if end.stops else "")
+            ctx.state.jobs[job.key] = again
+            waiting += [again] if end.stops else []
             charge = f"charged {counters.charged} of {ctx.cfg.max_attempts}"
             charge = charge if end.charged else "not charged"
+            then = "waiting for the fault to be fixed" if end.stops else "submitting again"
             ctx.event(
                 "retry",
                 f"{job.arch_id} segment {job.segment}: job {job.job_id} ended "
-                f"without a result ({why}); {charge}; submitting again",
+                f"without a result ({why}); {charge}; {then}",
                 arch_id=job.arch_id,
                 segment=job.segment,
                 attempt=job.attempt + 1,
                 end=end.kind,
                 charged=end.charged,
+                cause=end.cause,
             )
             continue
         evo.apply_result(ctx.state, job.arch_id, job.segment, WORST_SCORE, "failed", job.cycle)
@@ -323,6 +348,31 @@ def handle_dead(ctx: RunContext, dead: Sequence[JobRecord]) -> None:
             status="failed",
             score=WORST_SCORE,
         )
+    return waiting
+
+
+def stop_for_environment(ctx: RunContext, waiting: Sequence[JobRecord]) -> None:
+    """Stop the run for a fault a person must fix: cancel the run's other live jobs (they would
+    meet the same fault), leave every open segment pending with the cause, save, and raise.
+
+    Raises:
+        EnvironmentFault: naming the cause, how many segments wait, and `resume`.
+    """
+    cause = waiting[0].cause
+    live = [j for j in evo.open_jobs(ctx.state) if j.state in ("submitted", "running")]
+    if live:
+        ctx.executor.cancel(sorted({j.job_id for j in live}))
+    for job in evo.open_jobs(ctx.state):
+        ctx.state.jobs[job.key] = replace(job, state="planned", cause=cause)
+        ctx.running_since.pop(job.job_id, None)
+    save(ctx)
+    count = len(evo.open_jobs(ctx.state))
+    message = (
+        f"stopped: {count} segment(s) waiting: {CAUSES[cause]}; nothing was charged to any "
+        f"network. Fix it, then continue with `econas-hpc resume {ctx.paths.state}`"
+    )
+    ctx.event("stopped", message, cause=cause, waiting=count)
+    raise EnvironmentFault(message, cause)
 
 
 # --- resume -----------------------------------------------------------------------------------

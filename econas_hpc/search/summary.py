@@ -15,14 +15,17 @@ import math
 import os
 import socket
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.records import INITIAL_CYCLE, JOB_STATES, POOL_NAMES, RunState
+from econas_hpc.errors import CAUSES, EconasError
+from econas_hpc.records import FAILED_STATUSES, INITIAL_CYCLE, JOB_STATES, POOL_NAMES, RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.search.workitems import RunPaths
+from econas_hpc.search.scores import final_test_accuracy, score_meaning
+from econas_hpc.search.workitems import RunPaths, TrainOptions, read_run_file
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.store.lock import lock_path_for
 from econas_hpc.store.retrain_table import RetrainRecord, read_retrain_table
@@ -147,12 +150,36 @@ def _driver(path: Path) -> dict[str, Any] | None:
     return {k: data.get(k) for k in ("host", "pid", "job_id", "started")}
 
 
+def _train_options(path: Path) -> TrainOptions | None:
+    try:
+        return read_run_file(RunPaths.of(path))[0]
+    except EconasError:
+        return None  # a state file copied without its run file: the recipe defaults
+
+
+def _with_test_acc(path: Path, state: RunState, cfg: SearchConfig, rows: list[Any]) -> list[Any]:
+    """`rows` (dicts with an arch_id) with each network's latest test accuracy added."""
+    paths = RunPaths.of(path)
+    for row in rows:
+        row["test_acc"] = final_test_accuracy(paths, cfg, state.networks[row["arch_id"]])
+    return rows
+
+
 def _executor(path: Path) -> str:
     try:
         data = json.loads(RunPaths.of(path).run_file.read_text(encoding="utf-8"))
         return str(data["execution"]["executor"])
     except (OSError, ValueError, KeyError, TypeError):
         return ""
+
+
+def waiting(state: RunState) -> list[dict[str, Any]]:
+    """Pending segments that wait for a fault outside the network to be fixed, by cause:
+    [{"cause", "label", "segments"}] (the driver stopped for them; `resume` continues)."""
+    counts = Counter(j.cause for j in state.jobs.values() if j.cause and j.state == "planned")
+    return [
+        {"cause": c, "label": CAUSES.get(c, c), "segments": n} for c, n in sorted(counts.items())
+    ]
 
 
 def _recovery(store: StateStore) -> dict[str, Any]:
@@ -164,15 +191,19 @@ def _recovery(store: StateStore) -> dict[str, Any]:
 def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
     """The status of one run as a JSON-ready dict.
 
-    Keys: run, state, loaded_from, recovered_from_prev and recovery (see `_recovery`), updated,
+    Keys: run, state, loaded_from, recovered_from_prev and recovery (`_recovery`), updated,
     phase (initial | running | done), cycle (cycles finished), cycles_total, networks, statuses,
     segments_done, segments_total_estimate, segments (done/running/pending/failed), jobs (count
     per job state), retries, pools and pool_best (P20/P40/P60), gpu_hours, time_left_s,
     proxy_rank ({"P20_P40", "P40_P60"}: the latest finished cycle's Spearman values, None when
     not known) and proxy_rank_warn (the threshold below which they read as unreliable), best
     (arch_id, score, segments, ...), retrain (`summarize_retrain` rows of the `/retrain` table,
-    NaN as None; [] when never retrained), driver (lock holder or None), executor, dry_run,
-    strategy.
+    NaN as None; [] when never retrained), score_kind (what the scores are:
+    `scores.score_meaning`; each best row also has test_acc, the test accuracy after its latest
+    segment, None if unknown), driver (lock holder or None), executor, dry_run, strategy,
+    waiting (`waiting`: segments held back by a fault outside the network, by cause) and
+    failures (networks failed by their own cause: diverged, unbuildable, failed = repeated
+    crashes).
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
@@ -213,19 +244,20 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
         "time_left_s": _time_left_s(state, cfg),
         "proxy_rank": _proxy_rank(state),
         "proxy_rank_warn": cfg.proxy_rank_warn,
-        "best": leaders(state, top),
+        "best": _with_test_acc(path, state, cfg, leaders(state, top)),
+        "score_kind": score_meaning(cfg, _train_options(path)),
         "retrain": _retrain_rows(path),
         "driver": _driver(path),
         "executor": _executor(path),
         "dry_run": cfg.dry_run,
         "strategy": cfg.strategy,
+        "waiting": waiting(state),
+        "failures": {k: v for k, v in counts["statuses"].items() if k in FAILED_STATUSES},
     }
 
 
 def summarize_all(paths: Iterable[str | Path], top: int = TOP_DEFAULT) -> list[dict[str, Any]]:
     """`summarize` for each path; an unreadable run gives {"state": path, "error": message}."""
-    from econas_hpc.errors import EconasError
-
     out = []
     for path in paths:
         try:
@@ -240,9 +272,10 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     their genotypes as JSON and as DARTS literals.
 
     Returns:
-        {run, state, complete (all cycles done), cycle, cycles_total, recovered_from_prev,
-        recovery (see `_recovery`), networks: [{rank,
-        arch_id, score, segments, parent_id, born_cycle, genotype, literal, retrain}]}, where
+        {run, state, complete (all cycles done), cycle, cycles_total, recovered_from_prev and
+        recovery (`_recovery`), score_kind, networks:
+        [{rank, arch_id, score, test_acc, segments, parent_id, born_cycle, genotype, literal,
+        retrain}]}, where `score_kind` says what score and test_acc are (`summarize`), and
         `retrain` is the network's `summarize_retrain` row (NaN as None) or None when it was
         not retrained.
 
@@ -278,5 +311,7 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
         "cycle": max(state.cycle, 0),
         "cycles_total": cfg.cycles,
         **_recovery(store),
-        "networks": networks,
+        "score_kind": score_meaning(cfg, _train_options(Path(state_path))),
+        "networks": _with_test_acc(Path(state_path), state, cfg, networks),
+        "waiting": waiting(state),
     }

@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import itertools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,26 @@ def column(group: h5py.Group, name: str, kind: str) -> list[Any]:
     return [float(v) if kind == "f64" else int(v) for v in data]
 
 
-def read_table(group: h5py.Group, columns: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
-    """The rows of a table whose columns are the (name, kind, doc) `columns`.
+def read_table(
+    group: h5py.Group,
+    columns: Sequence[tuple[str, str, str]],
+    optional: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of a table whose columns are the (name, kind, doc) `columns`; a column named in
+    `optional` (added to the schema later) that the file lacks reads as its default there.
 
     Raises:
         CorruptFileError: the columns have different lengths.
     """
-    data = {name: column(group, name, kind) for name, kind, _ in columns}
+    defaults = optional or {}
+    data = {
+        name: column(group, name, kind)
+        for name, kind, _ in columns
+        if name in group or name not in defaults
+    }
     count = len(data[columns[0][0]])
+    for name, value in defaults.items():
+        data.setdefault(name, [value] * count)
     if any(len(values) != count for values in data.values()):
         raise CorruptFileError(f"{group.name} columns have different lengths")
     return [{name: data[name][i] for name in data} for i in range(count)]
@@ -165,8 +177,8 @@ def build_image(fill: Callable[[h5py.File], None]) -> bytes:
 class SnapshotFiles:
     """The file `path` and its previous snapshot `<path>.prev`.
 
-    `tmp_path` (`<path>.tmp`) is where older versions built the new file; a stray one is
-    removed by the next `write`.
+    `tmp_path` (`<path>.tmp`) is where older versions built the new file; a stray one is never
+    read nor written (it may be a link planted by another user).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -196,8 +208,7 @@ class SnapshotFiles:
         Raises:
             NoSpaceError, PermissionFault, FileSystemFault: one line; nothing changed on disk.
         """
-        for stray in (self.tmp_path, self._staging):
-            stray.unlink(missing_ok=True)
+        self._staging.unlink(missing_ok=True)  # unlink never follows a planted link
         previous = self._hold_previous() if keep_previous else None
         try:
             write_bytes_atomic(self.path, image)

@@ -32,9 +32,11 @@ from econas_hpc.records import (
     JobRecord,
     NetworkRecord,
     RunState,
+    check_names,
     utc_now,
 )
 from econas_hpc.runconfig import SearchConfig
+from econas_hpc.settings import PROXY, check_notation
 from econas_hpc.store.snapshot import (
     READ_ERRORS,
     CorruptFileError,
@@ -71,7 +73,14 @@ _JOB_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("attempt", "i32", "submissions so far (0 while planned)"),
     ("state", "str", "planned | submitted | running | done | failed"),
     ("submitted_at", "str", "ISO 8601 UTC time of the latest submission; empty before"),
+    (
+        "cause",
+        "str",
+        "why a pending job waits: a fault outside the network (e.g. no_space), or empty",
+    ),
 )
+# Columns added after schema 1 was first written: absent in older files, read as their default.
+_OPTIONAL_COLUMNS: dict[str, Any] = {"cause": ""}
 _CYCLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cycle", "i32", "cycle number; -1 is the initial population"),
     ("n_continued", "i32", "networks trained one more segment this cycle"),
@@ -229,27 +238,36 @@ def _check_checked(handle: h5py.File, checked: bool) -> None:
         raise CorruptFileError("it has lost its checksum block")
 
 
-def _config(text: str) -> SearchConfig:
-    """The typed config of `config_json`, decoded once, here (the search never re-parses it)."""
+def _config(text: str, path: Path) -> SearchConfig:
+    """The typed config of `config_json`, decoded once, here (the search never re-parses it).
+
+    Raises:
+        CorruptFileError: not a JSON object, or not a valid search config.
+        StateError: a file from before the 2^(x/2) levels whose setting changed meaning.
+    """
     try:
         config = json.loads(text)
     except ValueError as err:
         raise CorruptFileError(f"attribute config_json is not JSON ({err})") from None
     if not isinstance(config, dict):
         raise CorruptFileError("attribute config_json is not a JSON object")
+    # A file that predates the notation record is refused if its setting changed meaning.
+    setting = str(config.get("setting", PROXY))
+    check_notation(str(config.get("notation", "")), [setting], f"state {path}")
     try:
         return SearchConfig.from_dict(config)
     except ConfigError as err:
         raise CorruptFileError(f"attribute config_json: {err}") from None
 
 
-def _decode(handle: h5py.File) -> RunState:
+def _decode(handle: h5py.File, path: Path) -> RunState:
     attrs = handle.attrs
     networks = [NetworkRecord(**r) for r in read_table(handle["networks"], _NETWORK_COLUMNS)]
-    jobs = [JobRecord(**r) for r in read_table(handle["jobs"], _JOB_COLUMNS)]
+    jobs = [JobRecord(**r) for r in read_table(handle["jobs"], _JOB_COLUMNS, _OPTIONAL_COLUMNS)]
     cycles = [_cycle_record(r) for r in read_table(handle["cycles"], _CYCLE_COLUMNS)]
+    check_names(networks, jobs, cycles)  # ids become folder names: arch_ids only
     return RunState(
-        config=_config(str(attrs["config_json"])),
+        config=_config(str(attrs["config_json"]), path),
         seed=int(attrs["seed"]),
         rng_state=str(attrs["rng_state_json"]),
         cycle=int(attrs["cycle"]),
@@ -273,7 +291,7 @@ def _read(path: Path) -> RunState:
         with open_snapshot(path) as (handle, checked):
             _check_checked(handle, checked)
             _check_schema(path, int(handle.attrs["schema_version"]))
-            return _decode(handle)
+            return _decode(handle, path)
     except READ_ERRORS as err:
         raise CorruptFileError(f"{type(err).__name__}: {err}") from None
 

@@ -10,7 +10,8 @@ runner is the file's single writer.
 
 Schema (also in the file's `schema_doc` attribute):
 - attributes: schema_version, schema_doc, econas_hpc_version, config_json, created, updated,
-  saved_at;
+  saved_at, cell_concat (the cells' concat rule, "all" = every intermediate node), notation
+  (the cXrYsZeW rule, `settings.NOTATION`); a file without these two predates them;
 - /networks: arch_id, genotype_json, params and macs (N x S, columns in /settings order; NaN
   until computed);
 - /settings: name, c, r, s, e, recipe, reference, train_images, added;
@@ -34,6 +35,7 @@ import numpy as np
 from econas_hpc import __version__
 from econas_hpc.errors import StateError
 from econas_hpc.records import utc_now
+from econas_hpc.settings import NOTATION
 from econas_hpc.store.snapshot import (
     READ_ERRORS,
     CorruptFileError,
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 ZOO_SCHEMA_VERSION = 1
 SUPPORTED_ZOO_SCHEMAS: tuple[int, ...] = (1,)
+ZOO_CELL_CONCAT = "all"  # supplement C: a zoo cell outputs every intermediate node
 RESULT_STATUSES: tuple[str, ...] = ("ok", "diverged", "unbuildable", "failed")
 NAN = float("nan")
 
@@ -114,6 +117,9 @@ class ZooState:
     results: dict[tuple[str, str], ZooResult] = field(default_factory=dict)
     created: str = field(default_factory=utc_now)
     updated: str = field(default_factory=utc_now)
+    # The rules the file was written under; "" when read from a file that predates them.
+    cell_concat: str = ZOO_CELL_CONCAT
+    notation: str = NOTATION
 
 
 _KINDS: dict[str, str] = {"str": "str", "int": "i32", "bool": "i32", "float": "f64"}
@@ -121,13 +127,13 @@ _DOCS: dict[str, str] = {
     "arch_id": "network id: first 12 hex digits of sha256(canonical genotype JSON)",
     "genotype_json": "the genotype as canonical JSON (normal/reduce edges and concats)",
     "name": "canonical setting cXrYsZeW",
-    "c": "channel divisor (0 = none)",
-    "r": "resolution divisor (0 = none)",
-    "s": "training-set divisor (0 = none)",
+    "c": "channel level: channels reduced by 2^(c/2) (0 = none)",
+    "r": "resolution level: input side reduced by 2^(r/2) (0 = none)",
+    "s": "sample level: training images reduced by 2^(s/2) (0 = none)",
     "e": "training epochs",
     "recipe": "make_recipe kind: original (the reference) or reduced",
     "reference": "1 for the setting the others are ranked against",
-    "train_images": "training images per epoch after the s divisor",
+    "train_images": "training images per epoch after the s level",
     "added": "ISO 8601 UTC time the setting was added to the zoo",
     "setting": "the setting of the unit",
     "status": "ok | diverged | unbuildable | failed",
@@ -157,7 +163,9 @@ def _schema_doc() -> str:
     lines = [
         f"econas-hpc model zoo, schema {ZOO_SCHEMA_VERSION}. Root attributes: schema_version, "
         "schema_doc (this text), econas_hpc_version, config_json (zoo and training options), "
-        "created / updated / saved_at (ISO 8601 UTC)."
+        "created / updated / saved_at (ISO 8601 UTC), cell_concat (the cells' concat rule: "
+        "'all' = every intermediate node, supplement C), notation (the cXrYsZeW rule; "
+        f"'{NOTATION}': level x reduces by 2^(x/2)); a file without these two predates them."
     ]
     for group, record in _TABLES.items():
         lines.append(f"/{group}: one row per {group[:-1]}, in insertion order.")
@@ -194,6 +202,7 @@ def _write(handle: h5py.File, zoo: ZooState) -> None:
     attrs["econas_hpc_version"] = __version__
     attrs["config_json"] = json.dumps(zoo.config, sort_keys=True)
     attrs["created"], attrs["updated"], attrs["saved_at"] = zoo.created, zoo.updated, utc_now()
+    attrs["cell_concat"], attrs["notation"] = zoo.cell_concat, zoo.notation
     networks = _write_table(handle, "networks", list(zoo.networks.values()))
     for name, doc in _MATRIX_DOCS.items():
         networks.create_dataset(name, data=_cost_matrix(zoo, name)).attrs["description"] = doc
@@ -233,6 +242,8 @@ def _read(path: Path) -> ZooState:
             config=json.loads(str(handle.attrs["config_json"])),
             created=str(handle.attrs["created"]),
             updated=str(handle.attrs["updated"]),
+            cell_concat=str(handle.attrs.get("cell_concat", "")),
+            notation=str(handle.attrs.get("notation", "")),
         )
         zoo.networks = {n.arch_id: n for n in _read_rows(handle, "networks")}
         zoo.settings = {s.name: s for s in _read_rows(handle, "settings")}

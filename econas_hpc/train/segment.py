@@ -21,8 +21,7 @@ Must not: import h5py, touch the search state, exit, or install signal handlers 
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import logging
 import math
 import time
@@ -38,11 +37,12 @@ from econas_hpc.data.augment import epoch_order, mix_seed
 from econas_hpc.errors import CheckpointError, UnbuildableGenotypeError
 from econas_hpc.nn.cost import count_params
 from econas_hpc.nn.network import build_network
-from econas_hpc.settings import Recipe, Setting, lr_at
+from econas_hpc.settings import Setting, lr_at
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.train import METRICS, SegmentResult, SegmentSpec, read_result, result_path
 from econas_hpc.train import checkpoint as ckpt
 from econas_hpc.train.loop import LoopState, Stop, drive, fresh_metrics
+from econas_hpc.train.restore import FORMAT_VERSION, earlier_segment, expect, latest, restore
 from econas_hpc.train.segment_data import Pair, SegmentData, load_data
 
 # The records live in the torch-free package module; re-exported here as docs/interfaces.md says.
@@ -61,24 +61,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = "1"
-
-
-def _expect(spec: SegmentSpec) -> dict[str, str]:
-    # What must not change between a network's segments. The recipe enters as a digest: any
-    # changed hyperparameter would silently break the shared schedule.
-    recipe = json.dumps(spec.recipe.to_dict(), sort_keys=True).encode()
-    return {
-        "arch_id": spec.arch_id,
-        "genotype_json": spec.genotype_json,
-        "setting": spec.setting,
-        "profile": spec.recipe.profile,
-        "format_version": FORMAT_VERSION,
-        "seed": str(spec.seed),
-        "recipe_sha256": hashlib.sha256(recipe).hexdigest()[:16],
-    }
-
 
 _AUG_STREAM, _DROP_STREAM = 0xA06, 0xD0  # separate the two seeds drawn for one step
 
@@ -101,54 +83,6 @@ def device_name(device: torch.device) -> str:
         return device.type
     index = device.index if device.index is not None else torch.cuda.current_device()
     return f"cuda:{index} {torch.cuda.get_device_name(index)}"
-
-
-def _make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    # lr is overwritten every step from lr_at; the value here is a placeholder.
-    return torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.lr_max,
-        momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay,
-        nesterov=False,
-    )
-
-
-def _restore(
-    spec: SegmentSpec, model: nn.Module, device: torch.device
-) -> tuple[LoopState, torch.optim.Optimizer]:
-    """Load the latest checkpoint into `model`; return the state and the optimizer to use."""
-    opt = _make_optimizer(model, spec.recipe)
-    a, b = spec.epoch_start, spec.epoch_end
-    found = ckpt.load_latest(Path(spec.run_dir) / "checkpoints", _expect(spec))
-    if found is None:
-        if a > 0:
-            raise CheckpointError(
-                f"segment [{a}, {b}) needs the epoch-{a} checkpoint in {spec.run_dir}/checkpoints"
-                " and there is none; train the earlier segments first"
-            )
-        return LoopState(a, metrics=fresh_metrics(METRICS)), opt
-    pos, seg = (found["epoch"], found["step"]), tuple(found["segment"])
-    model.load_state_dict(found["model"])
-    if seg == (a, b) and (a, 0) < pos <= (b, 0):
-        # A later position of this very segment: an interrupted attempt; continue it exactly.
-        opt.load_state_dict(found["optimizer"])
-        ckpt.restore_rng_state(found["rng"])
-        acc = found["acc"]
-        state = LoopState(pos[0], pos[1], {k: list(found["metrics"][k]) for k in METRICS})
-        state.resumes, state.wall_s = found["resumes"] + 1, found["wall_s"]
-        state.acc = None if acc is None else acc.to(device)
-        log.info("%s resumes [%d, %d) at epoch %d step %d", spec.arch_id, a, b, *pos)
-        return state, opt
-    if pos == (a, 0):
-        # The previous segment's final checkpoint: momentum is carried only if the recipe says so.
-        if spec.recipe.carry_momentum and found["optimizer"] is not None:
-            opt.load_state_dict(found["optimizer"])
-        return LoopState(a, metrics=fresh_metrics(METRICS)), opt
-    raise CheckpointError(
-        f"latest checkpoint {found['path']} is at epoch {pos[0]} step {pos[1]} of segment "
-        f"{list(seg)}; segment [{a}, {b}) needs epoch {a} step 0 or a later position of itself"
-    )
 
 
 @dataclass(slots=True, eq=False)
@@ -190,7 +124,7 @@ class SegmentRun:
         """Checkpoint the exact position (model, optimizer, RNG, metrics, accumulators)."""
         st, spec = self.state, self.spec
         payload = {
-            "meta": _expect(spec),
+            "meta": expect(spec),
             "epoch": st.epoch,
             "step": st.step,
             "segment": (spec.epoch_start, spec.epoch_end),
@@ -344,10 +278,13 @@ def unstarted_result(spec: SegmentSpec, status: str, detail: str) -> SegmentResu
 DataLoad = Callable[[SegmentSpec, Setting, torch.device], SegmentData]
 
 
-def open_run(spec: SegmentSpec, load: DataLoad | None = None) -> SegmentRun | SegmentResult:
-    """Set `spec` up to train: model built and initialised, checkpoint restored, data loaded
-    (by `load`, default `load_data`). Returns the existing result when the segment already
-    finished, or the written "unbuildable" result.
+def open_run(
+    spec: SegmentSpec, load: DataLoad | None = None, stop: Stop = None
+) -> SegmentRun | SegmentResult:
+    """Set `spec` up to train: model built and initialised, checkpoint restored (earlier
+    segments whose checkpoints were lost recomputed first, `stop` polled meanwhile), data
+    loaded (by `load`, default `load_data`). Returns the existing result when the segment
+    already finished, the written "unbuildable" result, or an "interrupted" one.
 
     Raises:
         CheckpointError, DataError: as `run_segment` does.
@@ -369,9 +306,39 @@ def open_run(spec: SegmentSpec, load: DataLoad | None = None) -> SegmentRun | Se
         result = _result(spec, "unbuildable", state, wall_s=time.perf_counter() - started, **extra)
         ckpt.write_json_atomic(result_path(spec), result.to_dict())
         return result
-    state, opt = _restore(spec, model, device)
-    data = (load_data if load is None else load)(spec, setting, device)
+    load = load_data if load is None else load
+    data = None
+    if earlier_segment(spec, latest(spec)) is not None:
+        data = load(spec, setting, device)
+        lost = _recompute_lost(spec, model, device, data, stop)
+        if lost is not None:
+            return lost
+    state, opt = restore(spec, model, device)
+    data = data or load(spec, setting, device)
     return SegmentRun(spec, model, opt, data, state, device, started)
+
+
+def _recompute_lost(
+    spec: SegmentSpec, model: nn.Module, device: torch.device, data: SegmentData, stop: Stop
+) -> SegmentResult | None:
+    """Recompute the earlier segments whose checkpoints were lost, from the newest valid one or
+    from scratch. Training is deterministic, so this restores the very weights (and the earlier
+    results) the search already recorded: a lost file never fails a network. Returns the
+    "interrupted" result of `spec` when `stop` asked to quit meanwhile."""
+    while (earlier := earlier_segment(spec, latest(spec))) is not None:
+        lost = dataclasses.replace(spec, epoch_start=earlier[0], epoch_end=earlier[1])
+        log.warning(
+            "%s: recomputing epochs [%d, %d), whose checkpoint is lost", spec.arch_id, *earlier
+        )
+        state, opt = restore(lost, model, device)
+        result = drive(SegmentRun(lost, model, opt, data, state, device, time.perf_counter()), stop)
+        if result.status == "interrupted":
+            return unstarted_result(spec, "interrupted", f"stopped recomputing epochs {earlier}")
+        if result.status != "ok":
+            raise CheckpointError(
+                f"{spec.arch_id}: recomputing lost epochs {list(earlier)} ended {result.status}"
+            )
+    return None
 
 
 def run_segment(spec: SegmentSpec, stop: Stop = None) -> SegmentResult:
@@ -386,5 +353,5 @@ def run_segment(spec: SegmentSpec, stop: Stop = None) -> SegmentResult:
             all its checkpoints are corrupt, or the previous segment's checkpoint is missing.
         DataError: the dataset is missing and cannot be fetched.
     """
-    run = open_run(spec)
+    run = open_run(spec, stop=stop)
     return run if isinstance(run, SegmentResult) else drive(run, stop)

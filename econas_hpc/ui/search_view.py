@@ -162,6 +162,12 @@ def _overview(run: Mapping[str, Any]) -> Table:
         f"{segs['done']} done, {segs['running']} running, "
         f"{segs['pending']} pending, {segs['failed']} failed; {run['retries']} retries",
     )
+    failures = run.get("failures") or {}
+    if failures:
+        own = ", ".join(f"{n} {k}" for k, n in sorted(failures.items()))
+        table.add_row("failed networks", f"{own} (their own: never the environment's)")
+    for line in _waiting_lines(run.get("waiting") or []):
+        table.add_row("[red]waiting[/red]", escape(f"{line}; fix it, then `resume`"))
     rank = _proxy_rank(run)
     if rank is not None:
         table.add_row("proxy rank", rank)
@@ -273,9 +279,9 @@ def _retrain_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
 
 def _leaders(best: Sequence[Mapping[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    right = ("#", "score", "segments", "born")
+    right = ("#", "score", "test acc", "segments", "born")
     retrained = any(net.get("retrain") for net in best)  # `best` rows of retrained runs
-    for name in ("#", "arch_id", "score", "segments", "parent", "born"):
+    for name in ("#", "arch_id", "score", "test acc", "segments", "parent", "born"):
         table.add_column(name, justify="right" if name in right else "left")
     if retrained:
         table.add_column("retrained test error")
@@ -284,12 +290,18 @@ def _leaders(best: Sequence[Mapping[str, Any]], title: str) -> Table:
             str(rank),
             net["arch_id"],
             _score(net["score"]),
+            _score(net.get("test_acc")),
             str(net["segments"]),
             net.get("parent_id") or "-",
             str(net.get("born_cycle", "")),
         ]
         table.add_row(*cells, *((_mean_std(net.get("retrain")),) if retrained else ()))
     return table
+
+
+def _waiting_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """`summary.waiting` rows as lines: "3 segment(s) waiting: data folder unreadable (...)"."""
+    return [f"{r['segments']} segment(s) waiting: {r['label']}" for r in rows]
 
 
 def render_status(console: Console, runs: Sequence[Mapping[str, Any]]) -> None:
@@ -306,6 +318,8 @@ def render_status(console: Console, runs: Sequence[Mapping[str, Any]]) -> None:
         console.print(_overview(run))
         if run["best"]:
             console.print(_leaders(run["best"], "best networks (furthest trained first)"))
+            if run.get("score_kind"):
+                console.print(escape(run["score_kind"]))
         if run.get("retrain"):
             console.print(_retrain_table(run["retrain"]))
 
@@ -323,10 +337,14 @@ def render_best(console: Console, best: Mapping[str, Any]) -> None:
         console.print(
             f"[red]recovered from the previous snapshot:[/red] {escape(best['recovery'])}"
         )
+    for line in _waiting_lines(best.get("waiting") or []):
+        console.print(f"[red]{escape(line)}[/red]; fix it, then `resume`")
     if not best["networks"]:
         console.print("no network has finished all its segments yet")
         return
     console.print(_leaders(best["networks"], "final ranking"))
+    if best.get("score_kind"):
+        console.print(escape(best["score_kind"]))
     for net in best["networks"]:
         console.print(f"[bold]{net['rank']}. {net['arch_id']}[/bold] ({_score(net['score'])})")
         console.print(escape(net["literal"]), soft_wrap=True)
