@@ -31,6 +31,7 @@ from econas_hpc.settings import (
 from econas_hpc.space.catalog import ZOO_OPS
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.sampling import mutate, reconcat, sample_genotype
+from econas_hpc.store.snapshot import USERBLOCK, stamp
 from econas_hpc.store.state import StateStore
 from econas_hpc.store.zoo_state import ZooSetting, ZooStore
 from econas_hpc.study.metrics import (
@@ -82,6 +83,7 @@ def _legacy_zoo(path: Path) -> None:
         del handle.attrs["cell_concat"]
         config = json.loads(handle.attrs["config_json"])
         handle.attrs["config_json"] = json.dumps({**config, "concat_mode": "clean"})
+    path.write_bytes(path.read_bytes()[USERBLOCK:])  # that version wrote no checksum block
 
 
 def test_zoo_train_and_report_refuse_an_old_rule_zoo(
@@ -160,14 +162,17 @@ def test_legacy_notation_is_read_only_where_both_rules_agree(tmp_path: Path) -> 
 
 def _old_state(path: Path, setting: str) -> None:
     """A run state as the previous version wrote it: its config has no `notation` key."""
-    config = SearchConfig(setting=setting, dataset="synthetic").to_dict()
-    del config["notation"]
-    StateStore(path).save(RunState(config=config, seed=0, rng_state="{}"))
+    StateStore(path).save(RunState(SearchConfig(setting=setting, dataset="synthetic"), 0, "{}"))
+    with h5py.File(path, "r+") as handle:
+        config = json.loads(handle.attrs["config_json"])
+        del config["notation"]
+        handle.attrs["config_json"] = json.dumps(config)
+    path.write_bytes(stamp(path.read_bytes()[USERBLOCK:]))  # intact, as that version wrote it
 
 
 def test_state_files_of_the_old_notation(tmp_path: Path) -> None:
     _old_state(tmp_path / "same.h5", "c4r4s0e60")
-    assert StateStore(tmp_path / "same.h5").load().config["setting"] == "c4r4s0e60"
+    assert StateStore(tmp_path / "same.h5").load().config.setting == "c4r4s0e60"
     _old_state(tmp_path / "changed.h5", "c3r4s0e60")  # old c3 = 12 channels, now 13
     with pytest.raises(StateError, match="c3r4s0e60"):
         StateStore(tmp_path / "changed.h5").load()

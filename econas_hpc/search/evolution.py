@@ -113,6 +113,11 @@ def pool_score(net: NetworkRecord, cfg: SearchConfig) -> float:
     return net.latest_score
 
 
+def current_pools(state: RunState) -> dict[str, list[str]]:
+    """The pools of the run's own config at its current cycle (what the state file records)."""
+    return pools(state, state.config, state.cycle)
+
+
 def pools(state: RunState, cfg: SearchConfig, cycle: int) -> dict[str, list[str]]:
     """The P20/P40/P60 pools at `cycle`: arch_ids, best first.
 
@@ -267,7 +272,7 @@ def apply_plan(state: RunState, plan: CyclePlan) -> None:
             f"plan for cycle {plan.cycle} cannot apply: state is at cycle {state.cycle}"
             + (" and already planned" if is_planned(state) else "")
         )
-    segments = SearchConfig.from_dict(state.config).segments_per_network
+    segments = state.config.segments_per_network
     tag = cycle_tag(plan.cycle)
     jobs = [JobRecord(a, s, tag) for a, s in plan.continued]
     for arch_id, parent_id, genotype_json in plan.children:
