@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from econas_hpc.cluster.accounting import JobLimits
 from econas_hpc.cluster.executors import make_executor
 from econas_hpc.cluster.options import load_cluster_options
 from econas_hpc.cluster.preflight import check_slurm
@@ -52,6 +53,7 @@ from econas_hpc.search.workitems import (
 )
 from econas_hpc.store.lock import DriverLock, acquire_lock
 from econas_hpc.store.state import StateStore
+from econas_hpc.supervise import Supervisor
 from econas_hpc.tomlfile import read_toml
 
 log = logging.getLogger(__name__)
@@ -292,18 +294,18 @@ def _context(
 ) -> RunContext:
     share_cores(options)
     executor = make_executor(options.executor, paths.executor, options.cluster)
-    items = ItemFactory(cfg, train, paths, options)
-    return RunContext(
-        paths,
-        cfg,
-        state,
-        StateStore(paths.state),
+    jobs = Supervisor(
         executor,
-        items,
-        emit,
+        paths.name_prefix,
+        cfg.max_attempts,
+        JobLimits.from_options(options.cluster, executor.kind),
         options.timeout_s,
-        crash_plan(),
+        token=paths.token,
+        probe_root=paths.root,
+        data_dir=None if cfg.dry_run else cfg.data_dir,
     )
+    items = ItemFactory(cfg, train, paths, options)
+    return RunContext(paths, cfg, state, StateStore(paths.state), jobs, items, emit, crash_plan())
 
 
 # --- the loop ---------------------------------------------------------------------------------
