@@ -52,6 +52,7 @@ format: install
 run: install
 	@if [ -e state/demo.h5 ]; then $(BIN)/econas-hpc resume state/demo.h5; \
 	else $(BIN)/econas-hpc launch --demo; fi
+	$(BIN)/econas-hpc report state/demo.h5 --out state/demo-report
 
 # Benchmarks (never timed tests): proxy training, ours vs. the official-code pipeline on the same
 # device in the same run, and the driver's own work per cycle. JSON lands in .bench/.

@@ -19,6 +19,10 @@ class InvalidGenotypeError(EconasError, ValueError):
     """A genotype that is malformed or uses unknown ops / illegal indices."""
 
 
+class UnsafeNameError(EconasError, ValueError):
+    """A name read from a file (a network id, a setting) that cannot safely become a path."""
+
+
 class UnbuildableGenotypeError(EconasError):
     """A valid genotype that cannot be built as a network (faithful concat in a reduction cell)."""
 
@@ -33,6 +37,10 @@ class ConfigError(EconasError, ValueError):
 
 class DataError(EconasError):
     """Missing or malformed dataset files."""
+
+
+class UnsafeDataError(DataError):
+    """A data file that holds more than data (e.g. a pickle that would import or call code)."""
 
 
 class CheckpointError(EconasError):

@@ -10,6 +10,10 @@ Owns three things and nothing else:
 - `make_private_dir`: a folder created 0700 (and refused when it exists but another user owns
   it, or when it is group- or world-writable).
 - `check_private`: the same ownership and permission check for an existing file or folder.
+- `append_text`: append to a log-like file (`events.jsonl`) opened with `O_NOFOLLOW`, created
+  0600, refused when it is a link or not a plain file.
+- `check_within`: refuse a path (a checkpoint, a result) that is a link leading out of its
+  run folder.
 
 A full disk (`ENOSPC`/`EDQUOT`) is raised as `NoSpaceError`, a permission problem as
 `PermissionFault`, with one line naming the path. It uses only the standard library.
@@ -117,10 +121,57 @@ def write_bytes_atomic(path: Path | str, data: bytes, *, mode: int = FILE_MODE) 
     fsync_dir(folder)
 
 
-def write_json_atomic(path: Path | str, obj: object, *, indent: int | None = 1) -> None:
-    """Write `obj` as strict JSON (no NaN, sorted keys) to `path` with `write_bytes_atomic`."""
-    text = json.dumps(obj, indent=indent, sort_keys=True, allow_nan=False) + "\n"
+def write_json_atomic(
+    path: Path | str, obj: object, *, indent: int | None = 1, sort_keys: bool = True
+) -> None:
+    """Write `obj` as strict JSON (no NaN; keys sorted unless `sort_keys=False`) to `path` with
+    `write_bytes_atomic`."""
+    text = json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=False) + "\n"
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def append_text(path: Path | str, text: str, *, mode: int = FILE_MODE) -> None:
+    """Append `text` to `path` (created with `mode` if absent) in one `write`, then fsync.
+
+    Raises:
+        UnsafePathError: `path` is a symbolic link or not a plain file.
+        NoSpaceError, PermissionFault, FileSystemFault: the append failed.
+    """
+    target = Path(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(target, flags | getattr(os, "O_NONBLOCK", 0), mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(
+                f"{target} is a symbolic link; refusing to append through it"
+            ) from None
+        raise describe_os_error(exc, target) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePathError(f"{target} is not a plain file; refusing to append to it")
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    except OSError as exc:
+        raise describe_os_error(exc, target) from None
+    finally:
+        os.close(fd)
+
+
+def check_within(path: Path | str, folder: Path | str, what: str = "file") -> Path:
+    """`path` itself when it stays inside `folder` once links are resolved, else refuse it.
+
+    Raises:
+        UnsafePathError: `path` is (or passes through) a link that leads outside `folder`.
+    """
+    target, root = Path(path), Path(folder).resolve()
+    resolved = target.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise UnsafePathError(
+            f"{what} {target} leads outside its folder {root} (to {resolved}); links out of a "
+            "run folder are refused"
+        )
+    return target
 
 
 def check_private(path: Path | str, what: str = "run folder") -> None:
@@ -149,19 +200,27 @@ def check_private(path: Path | str, what: str = "run folder") -> None:
 
 
 def make_private_dir(path: Path | str, what: str = "run folder") -> Path:
-    """Create `path` (and missing parents) with mode 0700, or check an existing one.
+    """Create `path` (and missing parents, all 0700; a stricter umask wins), or check an
+    existing one.
 
     Raises:
         UnsafePathError: it exists but another user owns it, it is a link, or it is group- or
-            world-writable.
+            world-writable; or a component exists and is not a folder.
         PermissionFault, NoSpaceError, FileSystemFault: it cannot be created.
     """
     folder = Path(path)
-    try:
-        folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UnsafePathError(f"{what} {folder} exists and is not a folder") from None
-    except OSError as exc:
-        raise describe_os_error(exc, folder, "create") from None
+    # Path.mkdir(parents=True) gives parents the default mode; create each missing one 0700.
+    missing = [p for p in (folder, *folder.parents) if not p.exists() and not p.is_symlink()]
+    for part in reversed(missing):
+        try:
+            part.mkdir(mode=DIR_MODE)
+        except FileExistsError:  # made meanwhile by another writer: checked below
+            pass
+        except NotADirectoryError:
+            raise UnsafePathError(f"{what} {folder}: {part.parent} is not a folder") from None
+        except OSError as exc:
+            raise describe_os_error(exc, part, "create") from None
+    if not folder.is_dir():
+        raise UnsafePathError(f"{what} {folder} exists and is not a folder")
     check_private(folder, what)
     return folder

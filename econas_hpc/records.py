@@ -17,8 +17,11 @@ Conventions:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from econas_hpc.space.genotype import check_arch_id
 
 STATE_SCHEMA_VERSION = 1
 INITIAL_CYCLE = -1  # the phase before cycle 0 in which the initial population is planned
@@ -180,3 +183,23 @@ class RunState:
             "jobs": [asdict(j) for j in self.jobs.values()],
             "cycles": [asdict(c) for c in self.cycles],
         }
+
+
+def check_names(
+    networks: Iterable[NetworkRecord], jobs: Iterable[JobRecord], cycles: Iterable[CycleRecord]
+) -> None:
+    """Refuse records whose network ids are not arch_ids: they become folder names.
+
+    Raises:
+        UnsafeNameError: the first bad id, named with where it was found.
+    """
+    for net in networks:
+        check_arch_id(net.arch_id, "network id in /networks")
+        if net.parent_id:
+            check_arch_id(net.parent_id, f"parent id of network {net.arch_id}")
+    for job in jobs:
+        check_arch_id(job.arch_id, "network id in /jobs")
+    for record in cycles:
+        ids = (*(a for a, _ in record.continued), *record.mothers, *record.children)
+        for arch_id in ids:
+            check_arch_id(arch_id, f"network id in cycle {record.cycle}")

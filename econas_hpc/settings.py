@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from econas_hpc.errors import ConfigError, InvalidSettingError
+from econas_hpc.errors import ConfigError, InvalidSettingError, StateError
 
 _SETTING_RE = re.compile(r"c(\d+)r(\d+)s(\d+)e(\d+)")
 _SETTING_PATTERN = "c{int}r{int}s{int}e{int}"
@@ -28,7 +28,7 @@ def _is_int(value: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Base:
-    """The unreduced network and dataset a setting divides (spec 5.1)."""
+    """The unreduced network and dataset a setting reduces (spec 5.1)."""
 
     name: str
     channels: int  # initial channels C of the full network
@@ -48,12 +48,41 @@ CIFAR_BASE = Base("cifar10", 36, 32, 20, 10, 50000)
 IMAGENET_BASE = Base("imagenet", 48, 224, 14, 1000, 1281167)
 
 
+# The notation rule the files record (state config `notation`, zoo attribute `notation`).
+# Files without it were written under the old divisor rule (c/r/s divide channels, side and
+# images; "legacy"): levels 0, 2 and 4 mean the same under both rules, any other does not.
+NOTATION = "pow2-half-v2"
+MAX_LEVEL = 6  # c, r, s levels 0..6 (level 6 = an eighth)
+_SAME_UNDER_BOTH_RULES = frozenset({0, 2, 4})
+
+
+def reduce_level(value: int, level: int) -> int:
+    """`value` reduced by the factor 2^(level/2), rounded half up, at least 1 (spec 5.1).
+
+    36 channels: 36/25/18/13/9/6/5 for levels 0..6; 32 px: 32/23/16/11/8/6/4.
+    """
+    return max(1, math.floor(value / 2.0 ** (level / 2.0) + 0.5))
+
+
+def _setting_problem(c: int, r: int, s: int, e: int) -> str:
+    """What is wrong with these subscripts, naming the bad value; "" when nothing is."""
+    for field, value in (("c", c), ("r", r), ("s", s)):
+        if not _is_int(value) or not 0 <= value <= MAX_LEVEL:
+            return f"{field}={value!r}: allowed levels 0..{MAX_LEVEL} (level x reduces by 2^(x/2))"
+    if not _is_int(e) or e < 1:
+        return f"e={e!r}: e (epochs) must be an integer >= 1"
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
-    """A reduced setting: c, r, s divide channels, resolution, training set (0 = none); e epochs.
+    """A reduced setting (spec 5.1): c, r, s are levels 0..6, e the epoch count.
 
-    `channels` floors (c8 on 36 channels gives 4): after a reduction cell the width is 2C, so
-    FactorizedReduce always gets an even count.
+    Level x reduces the base's channels, input side or training images by the factor 2^(x/2),
+    rounded half up and at least 1 (`reduce_level`): c0/c2/c4 = 36/18/9 channels and r4 = 8 px
+    as the official code pins them, and c0..c4 are five distinct settings as supplement D needs.
+    Odd sizes build: FactorizedReduce pads its shifted branch so every stride-2 op gives
+    ceil(n / 2).
     """
 
     c: int
@@ -62,67 +91,70 @@ class Setting:
     e: int
 
     def __post_init__(self) -> None:
-        for field in ("c", "r", "s", "e"):
-            value = getattr(self, field)
-            if not _is_int(value) or value < 0:
-                raise InvalidSettingError(f"setting {field}={value!r}: must be an integer >= 0")
-        if self.e < 1:
-            raise InvalidSettingError(f"setting {self}: e (epochs) must be >= 1")
+        problem = _setting_problem(self.c, self.r, self.s, self.e)
+        if problem:
+            raise InvalidSettingError(f"setting {problem}")
 
     @classmethod
     def parse(cls, text: str, base: Base = CIFAR_BASE) -> Setting:
-        """Parse `c4r4s0e60` (lower case; surrounding whitespace ignored), checked against `base`.
+        """Parse `c4r4s0e60` (lower case; surrounding whitespace ignored).
+
+        Levels mean the same on every base, so `base` only documents what the setting reduces.
 
         Raises:
-            InvalidSettingError: malformed text, or channels/resolution impossible for `base`.
+            InvalidSettingError: malformed text, a level outside 0..6, or e < 1.
         """
         match = _SETTING_RE.fullmatch(text.strip()) if isinstance(text, str) else None
         if match is None:
             raise InvalidSettingError(
                 f"setting {text!r} is malformed; expected {_SETTING_PATTERN}, e.g. c4r4s0e60"
             )
-        setting = cls(*(int(g) for g in match.groups()))
-        setting.channels(base)
-        setting.resolution(base)
-        return setting
+        c, r, s, e = (int(g) for g in match.groups())
+        problem = _setting_problem(c, r, s, e)
+        if problem:
+            raise InvalidSettingError(f"setting {text.strip()!r}: {problem}")
+        return cls(c, r, s, e)
 
     def __str__(self) -> str:
         return f"c{self.c}r{self.r}s{self.s}e{self.e}"
 
     def channels(self, base: Base) -> int:
-        """Initial channels: `base.channels // c` (floor), or `base.channels` for c0."""
-        if self.c == 0:
-            return base.channels
-        channels = base.channels // self.c
-        if channels < 1:
-            raise InvalidSettingError(
-                f"setting {self}: {base.channels} channels // c{self.c} = {channels}; "
-                f"allowed c in 0..{base.channels}"
-            )
-        return channels
+        """Initial channels: `base.channels` reduced by 2^(c/2) (`reduce_level`)."""
+        return reduce_level(base.channels, self.c)
 
     def resolution(self, base: Base) -> int:
-        """Input side: `base.resolution / r` (r0 = full); must be an integer divisible by 4."""
-        side = base.resolution if self.r == 0 else base.resolution // self.r
-        if self.r and base.resolution % self.r:
-            raise InvalidSettingError(
-                f"setting {self}: {base.resolution} px / r{self.r} is not an integer"
-            )
-        if side < 4 or side % 4:
-            raise InvalidSettingError(
-                f"setting {self}: input side {side} px must be a multiple of 4, because the two "
-                "stride-2 reduction cells (FactorizedReduce) need even sizes"
-            )
-        return side
+        """Input side in px: `base.resolution` reduced by 2^(r/2) (`reduce_level`)."""
+        return reduce_level(base.resolution, self.r)
 
     def train_samples(self, n_train: int) -> int:
-        """Training images used: `n_train // s` (s0 = all)."""
-        count = n_train if self.s == 0 else n_train // self.s
-        if count < 1:
-            raise InvalidSettingError(
-                f"setting {self}: {n_train} training images // s{self.s} = {count}; need >= 1"
+        """Training images used: `n_train` reduced by 2^(s/2) (`reduce_level`); s0 = all."""
+        return reduce_level(n_train, self.s)
+
+
+def check_notation(notation: str, settings: Iterable[str], where: str) -> None:
+    """Refuse a file whose settings would change meaning under the current notation.
+
+    `notation` is what the file records ("" for a file that predates the record). A legacy
+    file is accepted only when every c, r, s level it uses is 0, 2 or 4, whose meaning both
+    rules share (c4r4s0e60 is 9 channels, 8 px, all images under both).
+
+    Raises:
+        StateError: an unknown notation, or a legacy setting whose meaning changed.
+    """
+    if notation == NOTATION:
+        return
+    if notation:
+        raise StateError(
+            f"{where} uses setting notation {notation!r}; this econas-hpc reads {NOTATION!r} only"
+        )
+    for text in settings:
+        match = _SETTING_RE.fullmatch(text.strip())
+        levels = [int(g) for g in match.groups()[:3]] if match else [-1]
+        if not set(levels) <= _SAME_UNDER_BOTH_RULES:
+            raise StateError(
+                f"{where} predates the 2^(x/2) levels: its setting {text!r} meant c/r/s divisors "
+                "there and means other channels/side/images now; recreate it under this version"
             )
-        return count
 
 
 PROXY = Setting(4, 4, 0, 60)
@@ -272,8 +304,8 @@ _PROFILE_TABLE: dict[tuple[str, str], tuple[float, float, bool, str, float]] = {
 def _default_fields(kind: str, setting: Setting, profile: str) -> dict[str, Any]:
     """Every Recipe field of `kind` under `profile`, before overrides."""
     batch, cutout, drop_path, aux, eval_batch = _KIND_TABLE[kind]
-    if kind == "reduced" and setting.r:
-        cutout = 16 // setting.r
+    if kind == "reduced":  # supplement E.2 rule 3: cutout shrinks with the side (4 px at r4)
+        cutout = reduce_level(cutout, setting.r)
     group = kind if kind in ("search", "imagenet") else "cifar"
     lr_max, lr_min, carry, selection, val_fraction = _PROFILE_TABLE[(group, profile)]
     imagenet = kind == "imagenet"
@@ -315,7 +347,7 @@ def make_recipe(
         kind: `search` (proxy evolution), `reduced` (model zoo), `original` (c0r0s0e600
             retraining) or `imagenet` (transfer).
         setting: epochs come from `setting.e` (except `imagenet`: 150); `reduced` scales
-            cutout to `16 // r`.
+            cutout by the resolution's factor, `reduce_level(16, r)`.
         profile: `supplement` (paper/supplement values) or `official` (released code).
         overrides: Recipe field names to new values.
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from econas_hpc.errors import CheckpointError
+from econas_hpc.fsio import FileSystemFault
 from econas_hpc.train.checkpoint import (
     capture_rng_state,
     checkpoint_digest,
@@ -133,8 +134,8 @@ def test_failed_write_keeps_previous(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def broken_replace(src: object, dst: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("econas_hpc.train.checkpoint.os.replace", broken_replace)
-    with pytest.raises(OSError):
+    monkeypatch.setattr("econas_hpc.fsio.os.replace", broken_replace)
+    with pytest.raises(FileSystemFault, match="ep002-s00000.pt"):  # fsio: one line, the path
         save_checkpoint(tmp_path, 2, 0, _payload(2))
     monkeypatch.undo()
     assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]

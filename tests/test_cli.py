@@ -165,7 +165,7 @@ def test_inspect_rich_output(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.param(["inspect", "no_such_genotype"], id="unknown-name"),
         pytest.param(["inspect", '{"normal": [["sep_conv_3x3", 0]'], id="malformed-json"),
         pytest.param(["inspect", "Genotype(normal=[('sep_conv_3x3', 0)"], id="malformed-literal"),
-        pytest.param(["inspect", "darts_v2", "--setting", "c4r3s0e60"], id="resolution-divisor"),
+        pytest.param(["inspect", "darts_v2", "--setting", "c4r7s0e60"], id="resolution-level"),
         pytest.param(["inspect", "darts_v2", "--setting", "c4r4s0e0"], id="zero-epochs"),
         pytest.param(["inspect", "darts_v2", "--setting", "foo"], id="malformed-setting"),
         pytest.param(["inspect", json.dumps(UNBUILDABLE_JSON)], id="unbuildable"),

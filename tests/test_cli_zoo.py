@@ -1,6 +1,6 @@
 """`econas-hpc zoo create|train|report`: bad inputs, and a tiny zoo trained end to end.
 
-The end-to-end zoo: 4 tiny networks (3 cells, 4 channels, 8 px, synthetic data). The reference
+The end-to-end zoo: 4 tiny networks (3 cells, 5 channels, 8 px, synthetic data). The reference
 and one reduced setting are trained with the local executor by a runner in a subprocess that is
 SIGKILLed once the first result appears; a second `zoo train` adopts its jobs and finishes.
 Two more settings are then added (debug executor, in process): only their units train. The
@@ -30,7 +30,7 @@ from econas_hpc.store.zoo_state import ZooStore
 from econas_hpc.study import figures
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE, FIRST, LATER = "c8r4s0e2", "c8r4s4e1", ("c8r4s2e1", "c8r4s0e1")
+REFERENCE, FIRST, LATER = "c6r4s0e2", "c6r4s4e1", ("c6r4s2e1", "c6r4s0e1")
 NETWORKS = 4
 KILL_TIMEOUT_S = 300.0
 
@@ -60,7 +60,7 @@ def test_create_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixtu
         (["--grid", "c=0,2 q=1 e=30"], "unknown factor 'q'"),
         (["--grid", "c=0,2 r=0"], "no e="),
         (["--grid", "c=0 e=0"], "e is the number of epochs"),
-        (["--settings", "c4r4s0e60,c4r3s0e60"], "c4r3s0e60"),
+        (["--settings", "c4r4s0e60,c4r7s0e60"], "c4r7s0e60"),
         (["--settings", "c4r4s0e60,,c0r0s0e30"], "empty item"),
         (["--settings", "c4r4s0e60", "--grid", "c=0 e=1"], "not both"),
         (["--settings", "c4r4s0e60", "--reference", "c0r0s0"], "c0r0s0"),

@@ -212,7 +212,7 @@ def test_subset_for_is_a_fixed_fraction() -> None:
 def test_load_dataset_synthetic_and_unknown(tmp_path: Path) -> None:
     train, test = load_dataset("synthetic", tmp_path, n_train=50, n_test=20, seed=0)
     assert (len(train), len(test)) == (50, 20)
-    with pytest.raises(ConfigError, match="cifar10, synthetic"):
+    with pytest.raises(ConfigError, match="cifar10, digits, synthetic"):
         load_dataset("mnist", tmp_path)
 
 

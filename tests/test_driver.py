@@ -144,7 +144,7 @@ def test_launch_refuses_existing_state_and_points_to_resume(tmp_path: Path) -> N
 
 
 def test_segment_spec_follows_config_and_train_options(tmp_path: Path) -> None:
-    cfg = SearchConfig(setting="c9r4s0e3", segments=3, segment_epochs=1, profile="official")
+    cfg = SearchConfig(setting="c6r4s0e3", segments=3, segment_epochs=1, profile="official")
     state = simulate_search(cfg.replace(cycles=0, initial_population=1, dry_run=True))
     job = next(iter(state.jobs.values()))
     genotype_json = state.networks[job.arch_id].genotype_json

@@ -186,12 +186,12 @@ def test_sigkill_with_local_jobs_in_flight_then_resume(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_tiny_training_killed_and_resumed(tmp_path: Path) -> None:
-    """Real training (4 channels, 8 px, 3 cells, 1-epoch segments, 200 images) on the local
+    """Real training (5 channels, 8 px, 3 cells, 1-epoch segments, 200 images) on the local
     executor; the driver is SIGKILLed once mid-search and resumed: same final state."""
     cfg = (
         "[search]\ncycles = 1\ninitial_population = 2\ncontinue_p20 = 1\ncontinue_p40 = 0\n"
         "mothers_p20 = 1\nmothers_p40 = 0\nmothers_p60 = 0\nsegments = 3\nsegment_epochs = 1\n"
-        'setting = "c9r4s0e3"\ndataset = "synthetic"\ndata_dir = "data"\n'
+        'setting = "c6r4s0e3"\ndataset = "synthetic"\ndata_dir = "data"\n'
         "synthetic_train = 200\nsynthetic_test = 50\n"
         "[train]\nlayers = 3\nrecipe = { batch_size = 50 }\n"
         '[execution]\nexecutor = "local"\ndevice = "cpu"\n[slurm]\nmax_concurrent = 2\n'

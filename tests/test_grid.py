@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from econas_hpc.errors import ConfigError
-from econas_hpc.settings import IMAGENET_BASE
+from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE
 from econas_hpc.study.grid import GRID_FORM, parse_grid, parse_settings_list
 
 
@@ -21,8 +21,8 @@ def test_settings_list_bad_inputs(text: str) -> None:
 
 
 def test_settings_list_names_the_bad_item() -> None:
-    with pytest.raises(ConfigError, match="c4r3s0e60"):
-        parse_settings_list("c4r4s0e60,c4r3s0e60")  # 32 px / 3 is not an integer
+    with pytest.raises(ConfigError, match="c4r9s0e60"):
+        parse_settings_list("c4r4s0e60,c4r9s0e60")  # levels are 0..6
 
 
 def test_grid_product_order() -> None:
@@ -40,10 +40,13 @@ def test_grid_defaults_dedupe_and_spacing() -> None:
     assert parse_grid("C=4 E=60") == ["c4r0s0e60"]
 
 
-def test_grid_respects_base() -> None:
-    with pytest.raises(ConfigError):
-        parse_grid("r=7 e=60")  # 32 / 7 px on CIFAR
-    assert parse_grid("r=7 e=60", base=IMAGENET_BASE) == ["c0r7s0e60"]
+def test_grid_levels_are_the_same_on_every_base() -> None:
+    # Level x reduces by 2^(x/2) on any base: r3 is 11 px on CIFAR, 79 px on ImageNet.
+    assert parse_grid("c=1 r=3 e=60") == ["c1r3s0e60"]
+    assert parse_grid("r=3 e=60", base=IMAGENET_BASE) == ["c0r3s0e60"]
+    for base in (CIFAR_BASE, IMAGENET_BASE):
+        with pytest.raises(ConfigError, match="allowed levels 0..6"):
+            parse_grid("r=7 e=60", base=base)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +63,7 @@ def test_grid_respects_base() -> None:
         ("c= e=60", "no values"),
         ("c=0,,2 e=60", "not a non-negative integer"),
         ("e=0,30", "must be >= 1"),
-        ("r=3 e=60", "c0r3s0e60"),
+        ("r=7 e=60", "c0r7s0e60"),
     ],
 )
 def test_grid_bad_inputs(text: str, fragment: str) -> None:

@@ -29,7 +29,9 @@ PURE_PREFIXES = (
     "econas_hpc.search.evolution",
     "econas_hpc.search.dryrun",
 )
-NO_TORCH_PREFIXES = (*PURE_PREFIXES, "econas_hpc.store")
+# The series of a run's report are pure functions of a snapshot: no training, no HDF5, no drawing.
+HISTORY_PREFIXES = ("econas_hpc.search.history",)
+NO_TORCH_PREFIXES = (*PURE_PREFIXES, *HISTORY_PREFIXES, "econas_hpc.store")
 # workers never import h5py: everything a training job runs
 NO_H5PY_PREFIXES = (
     *PURE_PREFIXES,
@@ -37,6 +39,13 @@ NO_H5PY_PREFIXES = (
     "econas_hpc.data",
     "econas_hpc.train",
     "econas_hpc.cluster.tasks",
+    *HISTORY_PREFIXES,
+)
+# The one canvas/writer and the figure modules draw; nothing else imports matplotlib.
+MATPLOTLIB_MODULES = (
+    "econas_hpc.plotting",
+    "econas_hpc.study.figures",
+    "econas_hpc.search.figures",
 )
 
 # Report only what the import added: site hooks (.pth files of editable installs) load their own
@@ -115,6 +124,10 @@ def test_import_rules(module: str, closures: dict[str, frozenset[str] | str]) ->
         assert _any_under(loaded, ("econas_hpc.ui", "econas_hpc.cli")), f"{module} imports rich"
     if "h5py" in heavy:
         assert _any_under(loaded, ("econas_hpc.store",)), f"{module} imports h5py outside store"
+    if "matplotlib" in heavy:
+        assert _any_under(loaded, MATPLOTLIB_MODULES), f"{module} imports matplotlib"
+    if _under(module, HISTORY_PREFIXES):
+        assert not heavy & {"matplotlib", "rich"}, f"{module} must neither draw nor render"
 
 
 # The segment executors and the detached driver's own job are the only submitit users.
@@ -129,6 +142,10 @@ STATIC_RULES = [
     (r"^\s*(import|from)\s+h5py\b", ("store/",)),
     (r"^\s*(import|from)\s+rich\b", ("ui/", "cli/")),
     (r"\bsys\.exit\b", ("cli/", "__main__.py")),
+    (
+        r"^\s*(import|from)\s+matplotlib\b",
+        tuple(m.removeprefix("econas_hpc.").replace(".", "/") + ".py" for m in MATPLOTLIB_MODULES),
+    ),
 ]
 
 

@@ -2,7 +2,7 @@
 several "time limits" (the stop callable, 2-3 times), directly and through the retrain loop.
 
 The run is a hand-made state file with three finished networks and one unfinished; its run file
-asks for 2-cell networks on the CPU. The setting c8r4s0e2 gives 4 channels at 8 px; 192
+asks for 2-cell networks on the CPU. The setting c6r4s0e2 gives 5 channels at 8 px; 192
 synthetic training images at the original recipe's batch 96 make 2 steps per epoch.
 """
 
@@ -34,7 +34,7 @@ from econas_hpc.train import SegmentSpec
 from econas_hpc.train import checkpoint as ckpt
 from econas_hpc.train.segment import run_segment
 
-SETTING = "c8r4s0e2"
+SETTING = "c6r4s0e2"
 SCORES = {0: (50.0, 60.0, 70.0), 1: (55.0, 65.0, 80.0), 2: (40.0, 50.0, 60.0)}
 
 

@@ -24,7 +24,9 @@ from econas_hpc.settings import (
 TINY = Base("tiny", 4, 8, 2, 10, 64)
 
 
-@pytest.mark.parametrize("text", ["c4r4s0e60", "c0r0s0e600", "c2r2s4e30", "c8r0s2e120"])
+@pytest.mark.parametrize(
+    "text", ["c4r4s0e60", "c0r0s0e600", "c2r2s4e30", "c6r0s2e120", "c1r3s5e30"]
+)
 def test_parse_format_round_trip(text: str) -> None:
     setting = Setting.parse(f"  {text}\n")
     assert str(setting) == text
@@ -37,7 +39,7 @@ def test_proxy_and_original_on_cifar() -> None:
     assert (ORIGINAL.channels(CIFAR_BASE), ORIGINAL.resolution(CIFAR_BASE)) == (36, 32)
     assert PROXY.train_samples(50000) == 50000
     assert Setting(0, 0, 2, 10).train_samples(50000) == 25000
-    assert Setting(8, 0, 0, 1).channels(CIFAR_BASE) == 4  # 36 / 8 = 4.5, floored
+    assert Setting(6, 0, 0, 1).channels(CIFAR_BASE) == 5  # 36 / 2^3 = 4.5, rounded half up
     assert ORIGINAL.resolution(IMAGENET_BASE) == 224
     assert Setting(0, 0, 0, 1).channels(TINY) == 4 and ORIGINAL.resolution(TINY) == 8
 
@@ -52,10 +54,10 @@ def test_malformed_settings_name_string_and_pattern(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("c40r0s0e60", "36 channels // c40 = 0"),
-        ("c0r3s0e60", "32 px / r3 is not an integer"),
-        ("c0r16s0e60", "input side 2 px must be a multiple of 4"),
-        ("c0r0s0e0", "e .epochs. must be >= 1"),
+        ("c40r0s0e60", "c=40: allowed levels 0..6"),
+        ("c0r7s0e60", "r=7: allowed levels 0..6"),
+        ("c0r0s16e60", "s=16: allowed levels 0..6"),
+        ("c0r0s0e0", "e .epochs. must be an integer >= 1"),
     ],
 )
 def test_impossible_settings_rejected(text: str, needle: str) -> None:
@@ -66,10 +68,10 @@ def test_impossible_settings_rejected(text: str, needle: str) -> None:
 def test_setting_validation() -> None:
     with pytest.raises(InvalidSettingError, match="c=-1"):
         Setting(-1, 0, 0, 1)
-    with pytest.raises(InvalidSettingError, match=r"64 training images // s100 = 0"):
-        Setting(0, 0, 100, 1).train_samples(64)
-    with pytest.raises(InvalidSettingError, match="input side 2 px"):
-        Setting(0, 4, 0, 1).resolution(TINY)
+    with pytest.raises(InvalidSettingError, match=r"s=100: allowed levels 0\.\.6"):
+        Setting(0, 0, 100, 1)
+    assert Setting(0, 6, 6, 1).resolution(TINY) == 1  # 8 px / 8, at least 1
+    assert Setting(0, 0, 6, 1).train_samples(4) == 1  # 4 / 8 = 0.5, rounded half up
     with pytest.raises(ConfigError, match="Base.channels"):
         Base("bad", 0, 8, 2, 10, 64)
 

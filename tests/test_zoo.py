@@ -40,13 +40,13 @@ from econas_hpc.train import SegmentResult
 TINY = {"layers": 3, "dataset": "synthetic", "synthetic_train": 256, "synthetic_test": 128}
 
 
-def test_sample_zoo_is_distinct_clean_and_seeded() -> None:
+def test_sample_zoo_is_distinct_all_concat_and_seeded() -> None:
     genotypes = sample_zoo(12, nodes=5, ops="zoo13", seed=7)
     assert len({g.arch_id for g in genotypes}) == 12
     for g in genotypes:
         assert g.nodes == 5
         assert {op for op, _ in (*g.normal, *g.reduce)} <= set(ZOO_OPS)
-        assert min(g.normal_concat) >= 2 and min(g.reduce_concat) >= 2  # clean concat
+        assert g.normal_concat == g.reduce_concat == (2, 3, 4, 5, 6)  # supplement C
     assert [g.arch_id for g in sample_zoo(12, 5, "zoo13", 7)] == [g.arch_id for g in genotypes]
     assert [g.arch_id for g in sample_zoo(12, 5, "zoo13", 8)] != [g.arch_id for g in genotypes]
     with pytest.raises(ConfigError, match="op set"):
@@ -99,19 +99,19 @@ def test_train_options_are_recorded_then_enforced() -> None:
 def test_add_settings_reference_and_recipes() -> None:
     zoo = ZooState(config={"seed": 0})
     options = ZooTrainOptions(**TINY)
-    assert add_settings(zoo, ["c8r4s4e1"], "c8r4s0e2", options) == ["c8r4s0e2", "c8r4s4e1"]
-    assert zoo.settings["c8r4s0e2"].recipe == "original" and zoo.settings["c8r4s0e2"].reference
-    assert zoo.settings["c8r4s4e1"].recipe == "reduced"
-    assert zoo.settings["c8r4s4e1"].train_images == 64  # 256 // 4
-    assert add_settings(zoo, ["c8r4s4e1", "c8r4s2e1"], None, options) == ["c8r4s2e1"]
-    with pytest.raises(ConfigError, match="reference c8r4s0e2"):
+    assert add_settings(zoo, ["c6r4s4e1"], "c6r4s0e2", options) == ["c6r4s0e2", "c6r4s4e1"]
+    assert zoo.settings["c6r4s0e2"].recipe == "original" and zoo.settings["c6r4s0e2"].reference
+    assert zoo.settings["c6r4s4e1"].recipe == "reduced"
+    assert zoo.settings["c6r4s4e1"].train_images == 64  # 256 / 2^2
+    assert add_settings(zoo, ["c6r4s4e1", "c6r4s2e1"], None, options) == ["c6r4s2e1"]
+    with pytest.raises(ConfigError, match="reference c6r4s0e2"):
         add_settings(zoo, [], "c0r0s0e600", options)
 
 
 def _results_zoo(tmp_path: Path) -> tuple[ZooState, ZooTrainOptions]:
     zoo = create_zoo(tmp_path / "zoo.h5", 3, seed=0)
     options = ZooTrainOptions(**TINY)
-    add_settings(zoo, ["c8r4s4e1"], "c8r4s0e2", options)
+    add_settings(zoo, ["c6r4s4e1"], "c6r4s0e2", options)
     return zoo, options
 
 
@@ -119,19 +119,19 @@ def test_plan_units_reference_first_and_only_missing(tmp_path: Path) -> None:
     zoo, options = _results_zoo(tmp_path)
     a, b, c = zoo.networks
     units = plan_units(zoo)
-    assert [u.setting for u in units] == ["c8r4s0e2"] * 3 + ["c8r4s4e1"] * 3
+    assert [u.setting for u in units] == ["c6r4s0e2"] * 3 + ["c6r4s4e1"] * 3
     nan = math.nan
-    zoo.results[(a, "c8r4s0e2")] = ZooResult(a, "c8r4s0e2", "ok", 50.0, 51.0, 2, nan, 1.0, "cpu")
-    zoo.results[(b, "c8r4s0e2")] = ZooResult(b, "c8r4s0e2", "diverged", nan, nan, 1, nan, 1.0, "")
-    zoo.results[(c, "c8r4s0e2")] = ZooResult(c, "c8r4s0e2", "failed", nan, nan, 0, nan, nan, "")
+    zoo.results[(a, "c6r4s0e2")] = ZooResult(a, "c6r4s0e2", "ok", 50.0, 51.0, 2, nan, 1.0, "cpu")
+    zoo.results[(b, "c6r4s0e2")] = ZooResult(b, "c6r4s0e2", "diverged", nan, nan, 1, nan, 1.0, "")
+    zoo.results[(c, "c6r4s0e2")] = ZooResult(c, "c6r4s0e2", "failed", nan, nan, 0, nan, nan, "")
     # diverged is an answer; failed (the job died) is retried
-    assert [u.key for u in plan_units(zoo)] == [(c, "c8r4s0e2")] + [
-        (x, "c8r4s4e1") for x in (a, b, c)
+    assert [u.key for u in plan_units(zoo)] == [(c, "c6r4s0e2")] + [
+        (x, "c6r4s4e1") for x in (a, b, c)
     ]
-    spec = unit_spec(zoo, Unit(a, "c8r4s0e2"), options, ZooPaths.of(tmp_path / "zoo.h5"), "cpu")
+    spec = unit_spec(zoo, Unit(a, "c6r4s0e2"), options, ZooPaths.of(tmp_path / "zoo.h5"), "cpu")
     assert (spec.epoch_start, spec.epoch_end, spec.recipe.name) == (0, 2, "original")
     assert spec.recipe.epochs == 2 and spec.base.layers == 3
-    assert spec.run_dir.endswith(f"zoo.d/units/{a}/c8r4s0e2")
+    assert spec.run_dir.endswith(f"zoo.d/units/{a}/c6r4s0e2")
     assert Genotype.from_json(spec.genotype_json).arch_id == a
 
 
@@ -148,7 +148,7 @@ def _segment(status: str, device: str = "cpu") -> SegmentResult:
         "test",
         "supplement",
         "clean",
-        "c8r4s4e1",
+        "c6r4s4e1",
         12.5,
         device,
         0,
@@ -157,7 +157,7 @@ def _segment(status: str, device: str = "cpu") -> SegmentResult:
 
 
 def test_result_record() -> None:
-    unit = Unit("abcdef012345", "c8r4s4e1")
+    unit = Unit("abcdef012345", "c6r4s4e1")
     ok = result_record(unit, _segment("ok", "cuda:0 NVIDIA H100"))
     assert (ok.status, ok.test_acc, ok.sel_acc, ok.epochs, ok.gpu_s) == ("ok", 38.5, 40.0, 2, 12.5)
     cpu = result_record(unit, _segment("ok"))
@@ -168,8 +168,8 @@ def test_result_record() -> None:
 
 # --- the report on a hand-made zoo -----------------------------------------------------------
 
-REF = "c8r4s0e4"
-LINE = ("c8r4s4e1", "c8r4s2e1", "c8r4s0e1")  # one factor line along s, increasing budget
+REF = "c6r4s0e4"
+LINE = ("c6r4s0e1", "c6r4s2e1", "c6r4s4e1")  # one factor line along s, increasing subscript
 
 
 def _filled_zoo(tmp_path: Path) -> ZooState:
@@ -179,9 +179,9 @@ def _filled_zoo(tmp_path: Path) -> ZooState:
     ids = list(zoo.networks)
     ref_acc = [90.0, 91.0, 92.0, 93.0, 94.0, 95.0]
     reduced = {  # network order scrambled less and less along the line
-        "c8r4s4e1": [50.0, 49.0, 48.0, 53.0, 52.0, 51.0],
-        "c8r4s2e1": [60.0, 62.0, 61.0, 63.0, 64.0, 65.0],
-        "c8r4s0e1": [70.0, 71.0, 72.0, 73.0, 74.0, 75.0],
+        "c6r4s4e1": [50.0, 49.0, 48.0, 53.0, 52.0, 51.0],
+        "c6r4s2e1": [60.0, 62.0, 61.0, 63.0, 64.0, 65.0],
+        "c6r4s0e1": [70.0, 71.0, 72.0, 73.0, 74.0, 75.0],
     }
     for i, arch_id in enumerate(ids):
         for setting, acc in ((REF, ref_acc), *reduced.items()):
@@ -192,10 +192,10 @@ def _filled_zoo(tmp_path: Path) -> ZooState:
             macs = 1e6 if setting == REF else 2.5e5
             zoo.costs[(arch_id, setting)] = ZooCost(1e4, macs)
     nan = math.nan
-    zoo.results[(ids[5], "c8r4s4e1")] = ZooResult(
-        ids[5], "c8r4s4e1", "diverged", nan, nan, 1, nan, 1.0, "cpu"
+    zoo.results[(ids[5], "c6r4s4e1")] = ZooResult(
+        ids[5], "c6r4s4e1", "diverged", nan, nan, 1, nan, 1.0, "cpu"
     )
-    del zoo.results[(ids[4], "c8r4s4e1")]  # still pending
+    del zoo.results[(ids[4], "c6r4s4e1")]  # still pending
     return zoo
 
 
@@ -204,7 +204,7 @@ def test_build_report_numbers(tmp_path: Path) -> None:
     report = build_report(zoo, ReportOptions(band=0.15, threshold=0.9))
     rows = {r["setting"]: r for r in report["settings"]}
     assert set(rows) == set(LINE) and report["reference"]["setting"] == REF
-    first = rows["c8r4s4e1"]
+    first = rows["c6r4s4e1"]
     assert (first["ranked"], first["excluded"], first["pending"]) == (4, 1, 1)
     assert first["excluded_statuses"] == {"diverged": 1}
     expected = spearmanr([90, 91, 92, 93], [50, 49, 48, 53]).statistic
@@ -214,22 +214,25 @@ def test_build_report_numbers(tmp_path: Path) -> None:
     assert first["acceleration"] == pytest.approx(64.0)
     assert first["acceleration_measured"] == pytest.approx(40.0)
     assert first["measured_basis"] == "gpu_s"
-    last = rows["c8r4s0e1"]
+    last = rows["c6r4s0e1"]
     assert last["rho_sp"] == pytest.approx(1.0) and last["flips"] == 0
     assert last["acceleration"] == pytest.approx(16.0)
-    assert rows["c8r4s2e1"]["rho_sp_tolerant"] >= rows["c8r4s2e1"]["rho_sp"]
+    assert rows["c6r4s2e1"]["rho_sp_tolerant"] >= rows["c6r4s2e1"]["rho_sp"]
     (line,) = report["factor_lines"]
     assert line["factor"] == "s" and line["settings"] == list(LINE)
-    assert line["rho_e"] == pytest.approx(1.0)  # rho_sp rises monotonically with the budget
-    assert "c8r4s0e1" in report["good"]
+    # rho_sp falls as s grows (fewer images): supplement D's rho_e reads -1.
+    assert [round(v, 3) for v in line["rho_sp"]] == [1.0, 0.943, 0.2]
+    assert line["rho_e"] == pytest.approx(-1.0)
+    assert "c6r4s0e1" in report["good"]
     assert any("3 cells" in w for w in report["warnings"])
     assert any("synthetic" in w for w in report["warnings"])
 
 
 def test_entropy_lines_reversed_and_constant() -> None:
-    rho = {"c8r4s4e1": 0.9, "c8r4s2e1": 0.5, "c8r4s0e1": 0.1}
+    rho = {"c6r4s4e1": 0.9, "c6r4s2e1": 0.5, "c6r4s0e1": 0.1}
     (line,) = entropy_lines(rho)
-    assert line["rho_e"] == pytest.approx(-1.0)
+    assert line["settings"] == ["c6r4s0e1", "c6r4s2e1", "c6r4s4e1"]
+    assert line["rho_e"] == pytest.approx(1.0)  # 0.1, 0.5, 0.9 by increasing subscript
     (flat,) = entropy_lines(dict.fromkeys(rho, 0.5))
     assert flat["rho_e"] is None  # a constant sequence has no trend (JSON null)
 
@@ -285,20 +288,20 @@ def test_runner_retries_records_failures_and_retries_them_later(
     calls: Counter[str] = Counter()
     monkeypatch.setitem(tasks._RUNNERS, "train", _fake_worker({ids[0]}, calls))
     request = ZooTrainRequest(
-        path, "c8r4s4e1", None, "c8r4s0e2", TINY, ExecOptions(executor="debug"), max_attempts=2
+        path, "c6r4s4e1", None, "c6r4s0e2", TINY, ExecOptions(executor="debug"), max_attempts=2
     )
     summary = train_zoo(request)
     assert (summary.planned, summary.submitted, summary.failed) == (6, 8, 2)  # 2 resubmissions
     zoo = ZooStore(path).load()
-    assert [zoo.results[(ids[0], s)].status for s in ("c8r4s0e2", "c8r4s4e1")] == ["failed"] * 2
-    assert "without a result" in zoo.results[(ids[0], "c8r4s0e2")].detail
-    assert calls[f"zoo-zoo-{ids[0]}-c8r4s0e2"] == 2 and calls[f"zoo-zoo-{ids[1]}-c8r4s0e2"] == 1
+    assert [zoo.results[(ids[0], s)].status for s in ("c6r4s0e2", "c6r4s4e1")] == ["failed"] * 2
+    assert "without a result" in zoo.results[(ids[0], "c6r4s0e2")].detail
+    assert calls[f"zoo-zoo-{ids[0]}-c6r4s0e2"] == 2 and calls[f"zoo-zoo-{ids[1]}-c6r4s0e2"] == 1
     # A later run retries only the failed units.
     monkeypatch.setitem(tasks._RUNNERS, "train", _fake_worker(set(), calls))
     again = train_zoo(ZooTrainRequest(path, execution=ExecOptions(executor="debug")))
     assert (again.planned, again.submitted, again.failed) == (2, 2, 0)
     assert again.statuses == {"ok": 6}
-    assert calls[f"zoo-zoo-{ids[1]}-c8r4s0e2"] == 1  # finished units never run again
+    assert calls[f"zoo-zoo-{ids[1]}-c6r4s0e2"] == 1  # finished units never run again
 
 
 def test_runner_ingests_results_that_landed_while_no_runner_watched(
@@ -309,7 +312,7 @@ def test_runner_ingests_results_that_landed_while_no_runner_watched(
     calls: Counter[str] = Counter()
     monkeypatch.setitem(tasks._RUNNERS, "train", _fake_worker(set(), calls))
     request = ZooTrainRequest(
-        path, None, "c=8 r=4 s=4 e=1", "c8r4s0e2", TINY, ExecOptions(executor="debug")
+        path, None, "c=6 r=4 s=4 e=1", "c6r4s0e2", TINY, ExecOptions(executor="debug")
     )
     train_zoo(request)
     # Lose the zoo's records (as if the runner died before saving): results on disk suffice.

@@ -3,8 +3,9 @@
 This is the only package that reads argv or decides exit codes (`main` returns them; the console
 script and `python -m econas_hpc` pass them to `sys.exit`). Each `_cmd_*` parses nothing itself
 and stays small: it calls library functions and hands plain data to `econas_hpc.ui`. One module
-per command group: `_inspect`, `_search` (launch, resume, status, best), `_zoo`, `_train` (train,
-retrain) and `_bench`; `_common` holds the exit codes and the shared helpers.
+per command group: `_inspect`, `_search` (launch, resume, status, best), `_report`, `_zoo`,
+`_train` (train, retrain), `_bench` and `_compare`; `_common` holds the exit codes and the shared
+helpers.
 
 Exit codes: 0 success; 2 for argparse usage errors and every `EconasError` (one line on stderr,
 no traceback); 3 for a fault outside the network (`EnvironmentFault`, or an OSError such as a
@@ -21,7 +22,9 @@ from collections.abc import Callable
 from econas_hpc import __version__
 from econas_hpc.cli._bench import _add_bench_command
 from econas_hpc.cli._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, _configure_logging
+from econas_hpc.cli._compare import _add_compare_command
 from econas_hpc.cli._inspect import DATASETS, _add_inspect_command, inspect_info
+from econas_hpc.cli._report import _add_report_command
 from econas_hpc.cli._search import DEFAULT_STATE, DEMO_STATE, _add_search_commands
 from econas_hpc.cli._train import _add_train_commands
 from econas_hpc.cli._zoo import ZOO_STATE, _add_zoo_commands
@@ -50,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_inspect_command(commands)
     _add_search_commands(commands)
+    _add_report_command(commands)
     _add_zoo_commands(commands)
     _add_train_commands(commands)
     _add_bench_command(commands)
+    _add_compare_command(commands)
     return parser
 
 

@@ -30,7 +30,8 @@ def inspect_info(genotype_text: str, setting_text: str, dataset: str) -> dict[st
         dataset: "cifar10" or "imagenet" (chooses the base network).
 
     Returns:
-        The summary with arch_id, genotype, setting, dataset, channels, resolution, layers,
+        The summary with arch_id, genotype, setting, dataset, channels, resolution,
+        train_images (the base's training split reduced by s), epochs, notation, layers,
         params, params_with_aux (None where the auxiliary head cannot be built at this
         resolution; aux_note says why), macs, feature_size, normal/reduce concat lengths and
         widths.
@@ -66,6 +67,7 @@ def _summarize(
 ) -> dict[str, Any]:
     """The plain-data summary that `inspect_info` returns."""
     from econas_hpc.nn.cost import count_macs, count_params, feature_size
+    from econas_hpc.settings import NOTATION
 
     channels, resolution = setting.channels(base), setting.resolution(base)
     return {
@@ -75,6 +77,9 @@ def _summarize(
         "dataset": base.name,
         "channels": channels,
         "resolution": resolution,
+        "train_images": setting.train_samples(base.train_size),
+        "epochs": setting.e,
+        "notation": NOTATION,
         "layers": base.layers,
         "params": count_params(model, include_aux=False),
         "params_with_aux": None if aux_note else count_params(model, include_aux=True),

@@ -97,7 +97,9 @@ def _add_search_options(parser: argparse.ArgumentParser, title: str) -> None:
     )
     group.add_argument("--cycles", type=int, help="evolution cycles (default 100)")
     group.add_argument("--seed", type=int, help="seed of the search's generator (default 0)")
-    group.add_argument("--dataset", choices=("cifar10", "synthetic"), help="default cifar10")
+    group.add_argument(
+        "--dataset", choices=("cifar10", "digits", "synthetic"), help="default cifar10"
+    )
     group.add_argument("--data", dest="data_dir", metavar="DIR", help="data directory (data)")
     group.add_argument(
         "--dry-run",

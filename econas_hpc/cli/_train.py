@@ -83,7 +83,9 @@ def _add_train_parser(commands: Any) -> None:
     train.add_argument("--setting", default="c0r0s0e600", help="cXrYsZeW (c0r0s0e600)")
     train.add_argument("--epochs", default="", metavar="A:B", help="epochs [A, B) (all)")
     train.add_argument("--run-dir", default="runs/train", help="checkpoints and result")
-    train.add_argument("--dataset", choices=("cifar10", "synthetic", "imagenet"), default="cifar10")
+    train.add_argument(
+        "--dataset", choices=("cifar10", "digits", "synthetic", "imagenet"), default="cifar10"
+    )
     train.add_argument(
         "--data",
         dest="data_dir",

@@ -55,6 +55,7 @@ from econas_hpc.cluster.options import ClusterOptions, JobState, load_cluster_op
 from econas_hpc.cluster.registry import JobRecord, JobRegistry, pack_items
 from econas_hpc.cluster.tasks import ECONAS_JOB_ID, SegmentTask, WorkItem
 from econas_hpc.errors import ConfigError, SubmissionError
+from econas_hpc.fsio import make_private_dir
 
 __all__ = [
     "CheckpointableTask",
@@ -458,5 +459,6 @@ def make_executor(kind: str, folder: Path, options: ClusterOptions) -> Executor:
     }
     if kind not in factories:
         raise ConfigError(f"executor {kind!r} is unknown; allowed: {KINDS}")
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    # submitit's job folders (its pickles included) live inside this private folder
+    make_private_dir(folder, "executor folder")
     return factories[kind](Path(folder), options)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.fsio import make_private_dir, write_json_atomic
 
 __all__ = ["PACKAGE_ROOT", "ArrayManifests", "array_name", "job_name", "pythonpath_line"]
 
@@ -99,13 +99,8 @@ class ArrayManifests:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    make_private_dir(path.parent, "executor folder")
+    write_json_atomic(path, obj, sort_keys=False)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -9,7 +9,6 @@ stored too and started by the next executor instance. It knows nothing about sub
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from econas_hpc.cluster.options import FINAL_STATES, JobState
 from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.fsio import make_private_dir, write_json_atomic
 
 __all__ = ["JobRecord", "JobRegistry", "pack_items"]
 
@@ -95,11 +95,6 @@ class JobRegistry:
         return out
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent, "executor folder")
         data = {"next": self.next, "jobs": {k: r.to_dict() for k, r in self.jobs.items()}}
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, data, sort_keys=False)  # insertion order = submissions

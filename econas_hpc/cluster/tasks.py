@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.errors import ConfigError, cause_of
+from econas_hpc.fsio import append_text, make_private_dir, write_json_atomic
+from econas_hpc.space.genotype import check_arch_id
 
 __all__ = [
     "DRYRUN_FAILURES",
@@ -73,6 +75,8 @@ class WorkItem:
             raise ConfigError(f"work item {self.name!r}: kind {self.kind!r}; allowed {KINDS}")
         if not self.spec.get("run_dir"):
             raise ConfigError(f"work item {self.name!r}: spec has no run_dir")
+        if "arch_id" in self.spec:  # it names the item's folders: an arch_id, never a path
+            check_arch_id(self.spec["arch_id"], f"work item {self.name!r}: network id")
         fail = self.spec.get("fail") or ""
         if self.kind == "dryrun" and fail not in DRYRUN_FAILURES:
             raise ConfigError(f"work item {self.name!r}: fail={fail!r}; allowed {DRYRUN_FAILURES}")
@@ -116,13 +120,8 @@ def append_event(run_dir: Path, event: str, item: str, **fields: Any) -> None:
     """Append one JSON line to `<run_dir>/events.jsonl` (one write: whole lines on local disks)."""
     record = {"t": round(time.time(), 3), "event": event, "item": item, **job_context(), **fields}
     line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    make_private_dir(run_dir, "network folder")
+    append_text(run_dir / EVENTS_FILE, line)  # O_NOFOLLOW: never through a planted link
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
@@ -138,13 +137,8 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(obj, indent=1, allow_nan=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    make_private_dir(path.parent, "network folder")
+    write_json_atomic(path, obj, sort_keys=False)
 
 
 def _last_checkpoint_t(item: WorkItem) -> float | None:

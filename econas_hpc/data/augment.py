@@ -4,7 +4,8 @@ This module owns the training/eval transforms of spec 5.2 as batched tensor code
 (`epoch_order`, a pure function of (seed, epoch)) and `DeviceDataset` (a dataset moved to a device
 once as uint8). Per training batch: 4-px zero-pad random crop and horizontal flip at 32 px,
 antialiased bilinear resize to the proxy resolution, normalisation, then cutout (zeros written
-after normalisation). It must stay free of host synchronisation (no `.item()`, no Python branches
+after normalisation); `augment_for` picks the statistics and flips of a dataset (digits: no
+flips). It must stay free of host synchronisation (no `.item()`, no Python branches
 on tensor values) so a training step that calls it can be captured in a CUDA graph; the only
 branches are on configuration (resolution, cutout length).
 
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from econas_hpc.data.cifar import ArrayDataset
+from econas_hpc.data.digits import DIGITS_MEAN, DIGITS_STD
 
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
@@ -89,6 +91,7 @@ class DeviceAugment:
         cutout_length: cutout side in output px (already scaled with r by the caller); 0 = off.
         device: where the batches live and the work happens.
         mean, std: per-channel normalisation in [0, 1] intensity units.
+        flip: random horizontal flips in training batches (off for digits).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class DeviceAugment:
         device: torch.device | str,
         mean: tuple[float, ...] = CIFAR_MEAN,
         std: tuple[float, ...] = CIFAR_STD,
+        flip: bool = True,
     ) -> None:
         if resolution < 1 or cutout_length < 0:
             raise ValueError(
@@ -106,6 +110,7 @@ class DeviceAugment:
         self.resolution = resolution
         self.cutout_length = cutout_length
         self.device = torch.device(device)
+        self.flip = flip
         std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         # (x / 255 - mean) / std folded into one multiply-add on 0..255 values.
@@ -154,24 +159,38 @@ class DeviceAugment:
         y and x (0..8 each), flip flags, then cutout centres y and x. To capture this in a CUDA
         graph, register the generator with the graph (`CUDAGraph.register_generator_state`).
         """
-        x = crop_flip(images_u8, generator).permute(0, 3, 1, 2).float()
+        x = crop_flip(images_u8, generator, self.flip).permute(0, 3, 1, 2).float()
         x = self._normalise(self._resize(x))
         if self.cutout_length > 0:
             x = x * cutout_mask(x.shape[0], self._pixels, self.cutout_length, generator)
         return x.contiguous()
 
 
-def crop_flip(images_u8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment_for(
+    dataset: str, resolution: int, cutout_length: int, device: torch.device | str
+) -> DeviceAugment:
+    """The augmentation of `dataset`: CIFAR-10's (and the synthetic CIFAR's) statistics and
+    flips, or the digits' statistics without flips."""
+    if dataset == "digits":
+        return DeviceAugment(resolution, cutout_length, device, DIGITS_MEAN, DIGITS_STD, False)
+    return DeviceAugment(resolution, cutout_length, device)
+
+
+def crop_flip(
+    images_u8: torch.Tensor, generator: torch.Generator, flip_allowed: bool = True
+) -> torch.Tensor:
     """RandomCrop(side, padding=4) then RandomHorizontalFlip on a uint8 NHWC batch, batched.
 
     Output pixel (i, j) of sample n reads padded pixel (oy + i, ox + j), or (oy + i, ox + W-1 - j)
-    when flipped, where the padded image is the input shifted by 4 px with a zero border.
+    when flipped, where the padded image is the input shifted by 4 px with a zero border. With
+    `flip_allowed` False nothing is flipped; the flags are still drawn, so the generator's later
+    draws (cutout) are the same either way.
     """
     n, h, w, _ = images_u8.shape
     dev = images_u8.device
     oy = torch.randint(0, 2 * PAD + 1, (n, 1), generator=generator, device=dev)
     ox = torch.randint(0, 2 * PAD + 1, (n, 1), generator=generator, device=dev)
-    flip = torch.randint(0, 2, (n, 1), generator=generator, device=dev).bool()
+    flip = torch.randint(0, 2, (n, 1), generator=generator, device=dev).bool() & flip_allowed
     rows = oy + torch.arange(h, device=dev) - PAD  # (n, h) source rows in the unpadded image
     cols_fwd = torch.arange(w, device=dev)
     cols = ox + torch.where(flip, w - 1 - cols_fwd, cols_fwd) - PAD  # (n, w)

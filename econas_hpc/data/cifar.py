@@ -2,9 +2,11 @@
 
 This module owns `ArrayDataset` (uint8 NHWC images + int64 labels in host memory), the reader of
 `<root>/cifar-10-batches-py/` (our own: torchvision's `CIFAR10` checks md5 sums that synthetic
-files cannot match), the deterministic hold-out split and the fixed 1/s subset of the sample-ratio
-factor (spec 5.2), and `load_dataset`, the one entry point the trainer calls. It does no
-augmentation and no device transfer (`augment.py` does both).
+files cannot match) with its restricted unpickler (`CifarUnpickler`: a batch file may name only
+the few globals the release holds, so a planted file cannot import or call anything), the
+deterministic hold-out split and the fixed 1/s subset of the sample-ratio factor (spec 5.2),
+and `load_dataset`, the one entry point the trainer calls. It does no augmentation and no
+device transfer (`augment.py` does both).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from econas_hpc.data.synthetic import CIFAR_FOLDER, write_synthetic_cifar
-from econas_hpc.errors import ConfigError, DataError
+from econas_hpc.errors import ConfigError, DataError, UnsafeDataError
+from econas_hpc.settings import MAX_LEVEL, reduce_level
 
 log = logging.getLogger(__name__)
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
-DATASETS = ("cifar10", "synthetic")
+DATASETS = ("cifar10", "digits", "synthetic")
 LAYOUT = f"<root>/{CIFAR_FOLDER}/data_batch_1..5, {TEST_FILE}"
 # Independent streams per purpose, so changing the split never changes the subset or vice versa.
 _SPLIT_STREAM, _SUBSET_STREAM = 0x5EED_0001, 0x5EED_0002
@@ -65,6 +68,55 @@ def _missing_error(folder: Path, missing: list[str], tried_download: bool) -> Da
     )
 
 
+# numpy's own array reconstruction: the function `ndarray.__reduce__` names, under both module
+# paths it has had (numpy < 2 pickles `numpy.core.multiarray`, numpy >= 2 `numpy._core...`).
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]
+_ALLOWED_GLOBALS: dict[tuple[str, str], object] = {
+    ("builtins", "dict"): dict,
+    ("builtins", "list"): list,
+    ("builtins", "bytes"): bytes,
+    ("builtins", "str"): str,
+    ("builtins", "int"): int,
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals a CIFAR-10 python batch holds.
+
+    The release is a dict of bytes keys, lists of ints/bytes and one uint8 numpy array; any other
+    global (`os.system`, `builtins.eval`, `subprocess.Popen`, ...) is refused before it is even
+    imported, so a planted batch file can run no code.
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        found = _ALLOWED_GLOBALS.get((module, name))
+        if found is None:
+            raise UnsafeDataError(f"{module}.{name}")
+        return found
+
+
+def read_pickle_restricted(path: Path) -> object:
+    """Unpickle `path` with `CifarUnpickler` (Python 2 strings load as bytes).
+
+    Raises:
+        UnsafeDataError: the file names a global the CIFAR-10 release does not hold.
+        OSError, pickle.UnpicklingError, ...: as `pickle.load` (the caller maps them).
+    """
+    with open(path, "rb") as f:
+        try:
+            return CifarUnpickler(f, encoding="bytes").load()
+        except UnsafeDataError as exc:
+            raise UnsafeDataError(
+                f"refusing CIFAR-10 batch {path}: it names {exc}, which a CIFAR-10 python batch "
+                "never holds (allowed: dicts, lists, bytes, str, int and numpy arrays); the file "
+                "was not written by the CIFAR-10 release or by this tool"
+            ) from None
+
+
 def _field(batch: dict[object, object], key: str) -> object:
     # The real files are Python 2 pickles: keys load as bytes with encoding="bytes"; accept str too.
     for k in (key.encode(), key):
@@ -80,8 +132,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         DataError: unreadable, truncated or malformed file (the message names it).
     """
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = read_pickle_restricted(path)
+        if not isinstance(batch, dict):
+            raise TypeError(f"a batch is a dict, not {type(batch).__name__}")
         data = np.asarray(_field(batch, "data"))
         labels = np.asarray(_field(batch, "labels"), dtype=np.int64)
     except (
@@ -95,6 +148,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         ImportError,
         IndexError,
         MemoryError,
+        RecursionError,
     ) as exc:
         raise DataError(
             f"cannot read CIFAR-10 batch {path}: {type(exc).__name__}: {exc}; the "
@@ -173,21 +227,19 @@ def split_holdout(
 
 
 def subset_for(train: ArrayDataset, s: int, seed: int) -> ArrayDataset:
-    """The fixed 1/s subset of the sample-ratio factor (s=0 -> all), a pure function of `seed`.
+    """The fixed subset of sample level s (s=0 -> all), a pure function of `seed`.
 
-    Keeps `int(len(train) / s)` samples (the official sampler's `int(50000 * ratio)`), in the
-    original order; the per-epoch shuffle is `augment.epoch_order`'s job.
+    Keeps `reduce_level(len(train), s)` samples (len / 2^(s/2), rounded half up, >= 1; spec
+    5.1), in the original order; the per-epoch shuffle is `augment.epoch_order`'s job.
 
     Raises:
-        ConfigError: negative `s`, or an `s` that leaves no sample.
+        ConfigError: a level outside 0..MAX_LEVEL.
     """
-    if s < 0:
-        raise ConfigError(f"sample-ratio divisor s={s} must be >= 0 (0 = all samples)")
-    if s in (0, 1):
+    if not 0 <= s <= MAX_LEVEL:
+        raise ConfigError(f"sample level s={s} must be in 0..{MAX_LEVEL} (0 = all samples)")
+    size = reduce_level(len(train), s)
+    if size >= len(train):
         return train
-    size = len(train) // s
-    if size == 0:
-        raise ConfigError(f"s={s} leaves no sample of {len(train)}; allowed s <= {len(train)}")
     rng = np.random.default_rng([seed, _SUBSET_STREAM])
     return train.take(np.sort(rng.choice(len(train), size=size, replace=False)))
 
@@ -208,15 +260,21 @@ def load_dataset(
 ) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test) for `name` in DATASETS.
 
-    "cifar10" reads `data_dir/cifar-10-batches-py/`. "synthetic" writes a synthetic CIFAR-10 of
-    `n_train`/`n_test` images under `synthetic_dir(data_dir, ...)` if absent and reads it back
-    through `load_cifar10`, so the real reader is exercised; real data in `data_dir` is untouched.
+    "cifar10" reads `data_dir/cifar-10-batches-py/`. "digits" is scikit-learn's bundled 8x8
+    digits in the CIFAR layout (`digits.load_digits_split`; `data_dir` unused). "synthetic"
+    writes a synthetic CIFAR-10 of `n_train`/`n_test` images under `synthetic_dir(data_dir, ...)`
+    if absent and reads it back through `load_cifar10`, so the real reader is exercised; real
+    data in `data_dir` is untouched.
 
     Raises:
         ConfigError: unknown name. DataError: see `load_cifar10`.
     """
     if name == "cifar10":
         return load_cifar10(Path(data_dir), download=download)
+    if name == "digits":
+        from econas_hpc.data.digits import load_digits_split  # deferred: digits imports us
+
+        return load_digits_split()
     if name == "synthetic":
         root = synthetic_dir(Path(data_dir), n_train, n_test, seed)
         write_synthetic_cifar(root, n_train=n_train, n_test=n_test, seed=seed)

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from econas_hpc.errors import DataError
+from econas_hpc.fsio import write_bytes_atomic
 
 NUM_CLASSES = 10
 TEMPLATES_PER_CLASS = 6
@@ -203,10 +204,8 @@ def _publish(tmp: Path, final: Path, params: dict[str, object]) -> None:
 
 
 def _write_pickle(path: Path, obj: dict[bytes, object]) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=_PICKLE_PROTOCOL)
-        f.flush()
-        os.fsync(f.fileno())
+    # Only dicts, lists, bytes, ints and uint8 arrays: what `cifar.CifarUnpickler` accepts.
+    write_bytes_atomic(path, pickle.dumps(obj, protocol=_PICKLE_PROTOCOL))
 
 
 def _cifar_batch(
@@ -274,7 +273,9 @@ def write_synthetic_cifar(
     tmp = Path(tempfile.mkdtemp(prefix=f".{CIFAR_FOLDER}.tmp-", dir=root))
     try:
         _write_cifar_files(tmp, n_train, n_test, seed)
-        (tmp / MARKER).write_text(json.dumps(params))  # last: it certifies a complete directory
+        write_bytes_atomic(
+            tmp / MARKER, json.dumps(params).encode()
+        )  # last: it certifies a complete directory
         _publish(tmp, final, params)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -316,7 +317,7 @@ def write_synthetic_imagenet(
                 (tmp / name / f"class_{c:03d}").mkdir(parents=True)
             for i, (img, label) in enumerate(zip(images, labels, strict=True)):
                 Image.fromarray(img).save(tmp / name / f"class_{label:03d}" / f"img_{i:05d}.png")
-        (tmp / MARKER).write_text(json.dumps(params))
+        write_bytes_atomic(tmp / MARKER, json.dumps(params).encode())
         _publish(tmp, root, params)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

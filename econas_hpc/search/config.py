@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.errors import ConfigError, EconasError
-from econas_hpc.settings import PROFILES, Setting
+from econas_hpc.settings import NOTATION, PROFILES, Setting
 from econas_hpc.space.catalog import OP_SETS
 from econas_hpc.tomlfile import read_toml
 
 STRATEGIES: tuple[str, ...] = ("hierarchical", "single")
 CONCAT_MODES: tuple[str, ...] = ("clean", "faithful")
-DATASETS: tuple[str, ...] = ("cifar10", "synthetic")
+DATASETS: tuple[str, ...] = ("cifar10", "digits", "synthetic")
 MAX_SEGMENTS = 3  # the hierarchy has three pools, P20/P40/P60
 
 # field -> smallest allowed value, for the integer fields
@@ -84,6 +84,9 @@ class SearchConfig:
     max_redraws: int = 100  # mutations of one mother tried to find a child not seen before
     dry_run: bool = False  # score segments with search.dryrun instead of training
     proxy_rank_warn: float = 0.5  # `status` warns when a proxy-rank Spearman falls below this
+    # The cXrYsZeW rule `setting` is read with, stored so a state file never changes meaning
+    # (a state file without it is checked by `settings.check_notation` when loaded).
+    notation: str = NOTATION
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -184,6 +187,7 @@ def _check_values(cfg: SearchConfig) -> None:
     _check_choice("op_set", cfg.op_set, tuple(OP_SETS))
     _check_choice("profile", cfg.profile, PROFILES)
     _check_choice("dataset", cfg.dataset, DATASETS)
+    _check_choice("notation", cfg.notation, (NOTATION,))
     if cfg.concat_mode:
         _check_choice("concat_mode", cfg.concat_mode, CONCAT_MODES)
     if not -1.0 <= cfg.proxy_rank_warn <= 1.0:  # also rejects NaN

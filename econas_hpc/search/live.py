@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.cluster import slurm_query
-from econas_hpc.cluster.accounting import JobLimits, run_totals
+from econas_hpc.cluster.accounting import Counters, JobLimits, counters_by_item, run_totals
 from econas_hpc.errors import EconasError
 from econas_hpc.records import OPEN_JOB_STATES
 from econas_hpc.search.workitems import RunPaths, read_run_file
 from econas_hpc.store.state import StateStore
 
-__all__ = ["cluster_status", "fault_totals", "live_jobs"]
+__all__ = ["cluster_status", "fault_totals", "live_jobs", "segment_faults"]
 
 
 def _limits(paths: RunPaths) -> tuple[JobLimits, str]:
@@ -36,6 +36,15 @@ def fault_totals(state_path: str | Path) -> dict[str, Any]:
     paths = RunPaths.of(state_path)
     limits, _ = _limits(paths)
     return run_totals(paths.nets, limits)
+
+
+def segment_faults(state_path: str | Path) -> dict[str, Counters]:
+    """Each segment's counters (`accounting.counters_by_item` with the run's limits), by the
+    segment's job name (`RunPaths.job_name`), over every network folder of the run."""
+    paths = RunPaths.of(state_path)
+    limits, _ = _limits(paths)
+    folders = sorted(p for p in paths.nets.glob("*") if p.is_dir())
+    return {item: c for folder in folders for item, c in counters_by_item(folder, limits).items()}
 
 
 def live_jobs(state_path: str | Path) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from econas_hpc.search.evolution import final_ranking
 from econas_hpc.search.summary import summarize_retrain  # file-only: status reads it too
 from econas_hpc.search.workitems import ExecOptions, RunPaths, TrainOptions, read_run_file
 from econas_hpc.settings import Setting, make_recipe
+from econas_hpc.space.genotype import check_arch_id
 from econas_hpc.store.lock import acquire_lock
 from econas_hpc.store.retrain_table import RetrainRecord, write_retrain_table
 from econas_hpc.store.state import StateStore
@@ -137,7 +138,7 @@ def plan_retrain(state_path: str | Path, options: RetrainOptions) -> list[Retrai
                 recipe=recipe,
                 epoch_start=0,
                 epoch_end=setting.e,
-                run_dir=str(retrain_dir(paths.state) / f"{arch_id}-seed{seed}"),
+                run_dir=str(retrain_dir(paths.state) / f"{check_arch_id(arch_id)}-seed{seed}"),
                 dataset=cfg.dataset,
                 data_dir=cfg.data_dir,
                 seed=seed,

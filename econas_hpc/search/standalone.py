@@ -36,7 +36,7 @@ from econas_hpc.train.imagenet_spec import ImageNetSpec, imagenet_result_path, r
 
 __all__ = ["DATASETS", "TrainRequest", "imagenet_rank", "train_genotype"]
 
-DATASETS = ("cifar10", "synthetic", "imagenet")
+DATASETS = ("cifar10", "digits", "synthetic", "imagenet")
 
 
 @dataclass(frozen=True, slots=True)

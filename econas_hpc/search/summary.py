@@ -20,11 +20,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.errors import CAUSES
+from econas_hpc.errors import CAUSES, EconasError
 from econas_hpc.records import FAILED_STATUSES, INITIAL_CYCLE, JOB_STATES, POOL_NAMES, RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.search.workitems import RunPaths
+from econas_hpc.search.scores import final_test_accuracy, score_meaning
+from econas_hpc.search.workitems import RunPaths, TrainOptions, read_run_file
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.store.lock import lock_path_for
 from econas_hpc.store.retrain_table import RetrainRecord, read_retrain_table
@@ -149,6 +150,21 @@ def _driver(path: Path) -> dict[str, Any] | None:
     return {k: data.get(k) for k in ("host", "pid", "job_id", "started")}
 
 
+def _train_options(path: Path) -> TrainOptions | None:
+    try:
+        return read_run_file(RunPaths.of(path))[0]
+    except EconasError:
+        return None  # a state file copied without its run file: the recipe defaults
+
+
+def _with_test_acc(path: Path, state: RunState, cfg: SearchConfig, rows: list[Any]) -> list[Any]:
+    """`rows` (dicts with an arch_id) with each network's latest test accuracy added."""
+    paths = RunPaths.of(path)
+    for row in rows:
+        row["test_acc"] = final_test_accuracy(paths, cfg, state.networks[row["arch_id"]])
+    return rows
+
+
 def _executor(path: Path) -> str:
     try:
         data = json.loads(RunPaths.of(path).run_file.read_text(encoding="utf-8"))
@@ -176,9 +192,11 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
     latest finished cycle's Spearman values, None when not known) and proxy_rank_warn (the
     threshold below which they read as unreliable), best (arch_id, score, segments, ...),
     retrain (`summarize_retrain` rows of the `/retrain` table, NaN as None; [] when never
-    retrained), driver (lock holder or None), executor, dry_run, strategy, waiting
-    (`waiting`: segments held back by a fault outside the network, by cause) and failures
-    (networks failed by their own cause: diverged, unbuildable, failed = repeated crashes).
+    retrained), score_kind (what the scores are: `scores.score_meaning`; each best row also has
+    test_acc, the test accuracy after its latest segment, None if unknown), driver (lock
+    holder or None), executor, dry_run, strategy, waiting (`waiting`: segments held back by a
+    fault outside the network, by cause) and failures (networks failed by their own cause:
+    diverged, unbuildable, failed = repeated crashes).
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
@@ -217,7 +235,8 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
         "time_left_s": _time_left_s(state, cfg),
         "proxy_rank": _proxy_rank(state),
         "proxy_rank_warn": cfg.proxy_rank_warn,
-        "best": leaders(state, top),
+        "best": _with_test_acc(path, state, cfg, leaders(state, top)),
+        "score_kind": score_meaning(cfg, _train_options(path)),
         "retrain": _retrain_rows(path),
         "driver": _driver(path),
         "executor": _executor(path),
@@ -230,8 +249,6 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
 
 def summarize_all(paths: Iterable[str | Path], top: int = TOP_DEFAULT) -> list[dict[str, Any]]:
     """`summarize` for each path; an unreadable run gives {"state": path, "error": message}."""
-    from econas_hpc.errors import EconasError
-
     out = []
     for path in paths:
         try:
@@ -246,8 +263,9 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     their genotypes as JSON and as DARTS literals.
 
     Returns:
-        {run, state, complete (all cycles done), cycle, cycles_total, networks: [{rank,
-        arch_id, score, segments, parent_id, born_cycle, genotype, literal, retrain}]}, where
+        {run, state, complete (all cycles done), cycle, cycles_total, score_kind, networks:
+        [{rank, arch_id, score, test_acc, segments, parent_id, born_cycle, genotype, literal,
+        retrain}]}, where `score_kind` says what score and test_acc are (`summarize`), and
         `retrain` is the network's `summarize_retrain` row (NaN as None) or None when it was
         not retrained.
 
@@ -281,6 +299,7 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
         "complete": evo.search_done(state, cfg) and not evo.is_planned(state),
         "cycle": max(state.cycle, 0),
         "cycles_total": cfg.cycles,
-        "networks": networks,
+        "score_kind": score_meaning(cfg, _train_options(Path(state_path))),
+        "networks": _with_test_acc(Path(state_path), state, cfg, networks),
         "waiting": waiting(state),
     }

@@ -26,10 +26,18 @@ from typing import Any
 from econas_hpc.cluster.options import ClusterOptions, load_cluster_options
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, StateError
+from econas_hpc.fsio import (
+    UnsafePathError,
+    check_private,
+    check_within,
+    make_private_dir,
+    write_json_atomic,
+)
 from econas_hpc.records import JobRecord, RunState
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.evolution import RESULT_STATUSES
 from econas_hpc.settings import CIFAR_BASE, Base, Setting, make_recipe
+from econas_hpc.space.genotype import check_arch_id
 from econas_hpc.train import SegmentSpec
 
 log = logging.getLogger(__name__)
@@ -77,10 +85,11 @@ class RunPaths:
 
     def job_name(self, arch_id: str, segment: int) -> str:
         """`econas-<run>-<arch_id>-s<segment>`: what `squeue` shows for the segment's job."""
-        return f"{self.name_prefix}{arch_id}-s{segment}"
+        return f"{self.name_prefix}{check_arch_id(arch_id)}-s{segment}"
 
     def net_dir(self, arch_id: str) -> Path:
-        return self.nets / arch_id
+        """`nets/<arch_id>`; the id (read from the state file) must be an arch_id."""
+        return self.nets / check_arch_id(arch_id)
 
 
 def check_device(device: object) -> None:
@@ -225,11 +234,9 @@ class ExecOptions:
 
 def write_run_file(paths: RunPaths, train: TrainOptions, execution: ExecOptions) -> None:
     """`<run>.d/run.json` atomically: the options `resume` needs besides the state file."""
-    paths.root.mkdir(parents=True, exist_ok=True)
+    make_private_dir(paths.root)
     data = {"format": RUN_FILE_FORMAT, "train": train.to_dict(), "execution": execution.to_dict()}
-    tmp = paths.run_file.with_name(paths.run_file.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, paths.run_file)
+    write_json_atomic(paths.run_file, data)
 
 
 def read_run_file(paths: RunPaths) -> tuple[TrainOptions, ExecOptions]:
@@ -237,7 +244,10 @@ def read_run_file(paths: RunPaths) -> tuple[TrainOptions, ExecOptions]:
 
     Raises:
         StateError: the run file is missing or unreadable.
+        UnsafePathError: the run folder is another user's, a link, or group/world-writable.
     """
+    if paths.root.is_dir() or paths.root.is_symlink():
+        check_private(paths.root)
     try:
         data = json.loads(paths.run_file.read_text(encoding="utf-8"))
         train = TrainOptions.from_dict(data["train"])
@@ -395,8 +405,13 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
 
     A file that exists but is unreadable or belongs to another segment is moved aside to
     `<path>.bad-<pid>` (logged) so that a retry recomputes it: workers skip items whose result
-    file exists. "interrupted" results are never final.
+    file exists. "interrupted" results are never final. A result that is a link leading out of
+    the network's folder is never read (moved aside too), nor a checkpoint name that is a path.
     """
+    try:
+        check_within(path, path.parent, "result")
+    except UnsafePathError as exc:
+        return _set_aside(path, f"refused ({exc})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -410,6 +425,9 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
         return _set_aside(path, f"malformed ({exc!r})")
     if found != (arch_id, *epochs):
         return _set_aside(path, f"for {found}, expected {(arch_id, *epochs)}")
+    checkpoint = str(data.get("checkpoint") or "")
+    if checkpoint and (Path(checkpoint).name != checkpoint or checkpoint.startswith(".")):
+        return _set_aside(path, f"naming checkpoint {checkpoint!r}, which is not a file name")
     if status == "interrupted":
         return None
     if status not in RESULT_STATUSES or (status == "ok" and not math.isfinite(score)):
@@ -419,7 +437,7 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
         score,
         float(data.get("wall_s") or 0.0),
         str(data.get("device") or ""),
-        str(data.get("checkpoint") or ""),
+        checkpoint,
         str(data.get("checkpoint_sha256") or ""),
     )
 

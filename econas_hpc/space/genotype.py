@@ -14,12 +14,13 @@ import hashlib
 import json
 import operator
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.errors import InvalidGenotypeError
+from econas_hpc.errors import InvalidGenotypeError, UnsafeNameError
 
 Edge = tuple[str, int]
 
@@ -98,6 +99,26 @@ def _check_cell(edges: tuple[Edge, ...], concat: tuple[int, ...], cell: str, fie
             f"{field} {list(concat)} has index {bad[0]}; allowed 0..{nodes + 1} "
             f"for a {nodes}-node cell"
         )
+
+
+ARCH_ID_LENGTH = 12  # hex digits of `Genotype.arch_id`
+_ARCH_ID_RE = re.compile(rf"[0-9a-f]{{{ARCH_ID_LENGTH}}}")
+
+
+def check_arch_id(value: object, what: str = "network id") -> str:
+    """`value` itself when it is an arch_id (12 lowercase hex digits), else refuse it.
+
+    Ids read from state, zoo and result files become folder names; this is the gate.
+
+    Raises:
+        UnsafeNameError: one line naming the value and what is allowed.
+    """
+    if not isinstance(value, str) or not _ARCH_ID_RE.fullmatch(value):
+        raise UnsafeNameError(
+            f"{what} {value!r} is not an arch_id ({ARCH_ID_LENGTH} lowercase hex digits); "
+            "refusing to use it as a file name (the file holding it was edited or is corrupt)"
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,10 @@ from econas_hpc.errors import ConfigError
 from econas_hpc.space.catalog import ALL_OPS, SEARCH_OPS
 from econas_hpc.space.genotype import Edge, Genotype
 
-ConcatMode = Literal["clean", "faithful"]
-CONCAT_MODES: tuple[str, ...] = ("clean", "faithful")
+# clean/faithful: the search's loose-end rule (supplement E.1); all: every intermediate node,
+# the model zoo's rule (supplement C).
+ConcatMode = Literal["clean", "faithful", "all"]
+CONCAT_MODES: tuple[str, ...] = ("clean", "faithful", "all")
 
 
 def _check_mode(mode: str) -> None:
@@ -35,14 +37,18 @@ def _check_ops(ops: tuple[str, ...]) -> None:
 
 
 def reconcat(edges: tuple[Edge, ...], mode: ConcatMode) -> tuple[int, ...]:
-    """The loose-end concat list of one cell: the states no edge reads (spec 2.2).
+    """The concat list of one cell.
 
-    `faithful` reproduces the official code, so unread cell inputs 0/1 join the output;
-    `clean` keeps intermediate nodes only (NASNet convention). The last node is never read, so
-    the result is never empty.
+    `clean` and `faithful` are the search's loose-end rule, the states no edge reads (spec 2.2,
+    supplement E.1): `faithful` reproduces the official code, so unread cell inputs 0/1 join the
+    output; `clean` keeps intermediate nodes only (NASNet convention). The last node is never
+    read, so the result is never empty. `all` is the model zoo's rule (supplement C): every
+    intermediate node 2..N+1, whatever is read.
     """
     _check_mode(mode)
     nodes = len(edges) // 2
+    if mode == "all":
+        return tuple(range(2, nodes + 2))
     used = {index for _, index in edges}
     first = 2 if mode == "clean" else 0
     return tuple(sorted(set(range(first, nodes + 2)) - used))

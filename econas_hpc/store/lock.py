@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from econas_hpc.errors import StateError
+from econas_hpc.fsio import FILE_MODE, check_private, write_json_atomic
 from econas_hpc.records import utc_now
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,8 @@ class DriverLock:
         if not current or current.get("token") != self.token:
             raise StateError(f"driver lock {self.path} is no longer held by this driver")
         self.info["heartbeat_unix"] = time.time()
-        staging = self.path.with_name(f"{self.path.name}.{self.token}.tmp")
-        staging.write_text(json.dumps(self.info), encoding="utf-8")
-        os.replace(staging, self.path)
+        # The token is in the (readable) lock file: never a name to stage at; fsio picks one.
+        write_json_atomic(self.path, self.info, indent=None, sort_keys=False)
 
     def release(self) -> None:
         """Remove the lock file if it is still ours; a lock taken over by another is left alone."""
@@ -126,7 +126,7 @@ class DriverLock:
 
 def _try_create(path: Path, info: dict[str, Any]) -> bool:
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, FILE_MODE)
     except FileExistsError:
         return False
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -178,6 +178,8 @@ def acquire_lock(
     for _ in range(5):  # a few rounds in case of races with other takers
         if _try_create(path, info):
             return DriverLock(path, token, info)
+        if os.path.lexists(path):  # another user's (or a writable) lock is not ours to judge
+            check_private(path, "lock file")
         holder = _read_holder(path)
         if holder is None:
             continue  # released meanwhile

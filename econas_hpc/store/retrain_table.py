@@ -1,18 +1,17 @@
 """The `/retrain` table of a run's HDF5 state file: one row per retrained (network, seed).
 
 This module owns the table's columns, `RetrainRecord`, and its atomic write and read. The write
-reuses `state.py`'s machinery: the file is rebuilt as `<path>.tmp` (every other group and
-attribute copied unchanged), fsynced, the current file kept as `<path>.prev` and the new one
-`os.replace`d in, so readers never see a torn file. `StateStore.save` rewrites the file from
-its `RunState` and does not know this group: `retrain` rebuilds the table from the result files
-whenever it runs, so a later driver save loses nothing that cannot be recovered. Callers hold
-the driver lock (store/lock.py) around `write_retrain_table`.
+reuses `state.py`'s machinery: the file is rebuilt in memory (`store.h5image`; every other group and
+attribute copied unchanged), the current file kept as `<path>.prev` and the new one published by
+`fsio` (unpredictable temporary, fsync, rename), so readers never see a torn file. `StateStore.save`
+rewrites the file from its `RunState` and does not know this group: `retrain` rebuilds the table
+from the result files whenever it runs, so a later driver save loses nothing that cannot be
+recovered. Callers hold the driver lock (store/lock.py) around `write_retrain_table`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,11 @@ from pathlib import Path
 import h5py
 
 from econas_hpc.errors import StateError
+from econas_hpc.fsio import write_bytes_atomic
+from econas_hpc.store.h5image import file_image, memory_file
 from econas_hpc.store.state import (
     StateStore,
     _CorruptFileError,
-    _fsync_path,
     _open,
     _put,
     _read_table,
@@ -106,20 +106,18 @@ def write_retrain_table(state_path: str | Path, records: Sequence[RetrainRecord]
     if not store.path.exists():
         raise StateError(f"state file {store.path} does not exist")
     try:
-        with _open(store.path, "r") as src, _open(store.tmp_path, "w") as dst:
+        with _open(store.path, "r") as src, memory_file() as dst:
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
             for name in src:
                 if name != RETRAIN_GROUP:
                     src.copy(src[name], dst, name=name)
             _write_group(dst, records)
-            dst.flush()
+            image = file_image(dst)
     except OSError as exc:
         raise StateError(f"cannot rewrite state file {store.path}: {exc}") from exc
-    _fsync_path(store.tmp_path)
     store._keep_previous()
-    os.replace(store.tmp_path, store.path)
-    _fsync_path(store.path.parent, directory=True)
+    write_bytes_atomic(store.path, image)  # no predictable temporary to plant a link at
 
 
 def read_retrain_table(state_path: str | Path) -> list[RetrainRecord]:

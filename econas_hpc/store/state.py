@@ -30,8 +30,10 @@ from econas_hpc.records import (
     JobRecord,
     NetworkRecord,
     RunState,
+    check_names,
     utc_now,
 )
+from econas_hpc.settings import PROXY, check_notation
 
 log = logging.getLogger(__name__)
 
@@ -279,10 +281,14 @@ def _read(path: Path) -> RunState:
             ]
             jobs = [JobRecord(**r) for r in _read_table(handle["jobs"], _JOB_COLUMNS)]
             cycles = [_cycle_record(r) for r in _read_table(handle["cycles"], _CYCLE_COLUMNS)]
-        except (OSError, KeyError, ValueError, TypeError) as err:
+            check_names(networks, jobs, cycles)  # ids become folder names: arch_ids only
+            config = json.loads(str(attrs["config_json"]))  # bad JSON: a ValueError, so .prev
+            if not isinstance(config, dict):
+                raise TypeError(f"config_json holds a {type(config).__name__}, not an object")
+        except (OSError, KeyError, ValueError, TypeError, RecursionError) as err:
             raise _CorruptFileError(f"{type(err).__name__}: {err}") from None
     return RunState(
-        config=json.loads(str(attrs["config_json"])),
+        config=config,
         seed=int(attrs["seed"]),
         rng_state=str(attrs["rng_state_json"]),
         cycle=int(attrs["cycle"]),
@@ -353,7 +359,8 @@ class StateStore:
         """Read the main file, or `.prev` (with a warning) when the main one is corrupt/missing.
 
         Raises:
-            StateError: neither file exists or is readable, or a schema newer than supported.
+            StateError: neither file exists or is readable, a schema newer than supported, or
+                a search setting written under the old notation that changed meaning.
         """
         if not self.exists():
             raise StateError(f"state file {self.path} does not exist")
@@ -367,6 +374,9 @@ class StateStore:
             except _CorruptFileError as err:
                 problems.append(f"{candidate} is unreadable ({err})")
                 continue
+            # A file from before the 2^(x/2) levels is refused if its setting changed meaning.
+            setting = str(state.config.get("setting", PROXY))
+            check_notation(str(state.config.get("notation", "")), [setting], f"state {candidate}")
             if candidate != self.path:
                 log.warning("%s; loaded the previous snapshot %s instead", problems[0], candidate)
             self.loaded_from = candidate

@@ -1,15 +1,17 @@
 """The model zoo's HDF5 file: its records, schema, and atomic snapshots (`zoo create/train/report`).
 
-This module owns `state/<zoo>.h5` of the proxy-reliability study: the zoo's networks, the
-settings they are trained in, each network's parameters and MACs per setting, and one result per
-(network, setting) unit. It reuses the run store's file discipline (`store.state`: h5py opened
-without locks, typed columns with a `description` attribute, `<path>.tmp` + fsync + keep
-`<path>.prev` + `os.replace`), so readers never see a torn file and a corrupt main file falls
-back to `.prev`. Workers never import this module; the zoo runner is the file's single writer.
+This module owns `state/<zoo>.h5` of the proxy-reliability study: the zoo's networks, the settings
+they are trained in, each network's parameters and MACs per setting, and one result per (network,
+setting) unit. It reuses the run store's file discipline (`store.state`: h5py opened without locks,
+typed columns with a `description` attribute, keep `<path>.prev`; the new file is built in memory by
+`store.h5image` and published by `fsio`, so no temporary name can be planted), so readers never see
+a torn file and a corrupt main file falls back to `.prev`. Workers never import this module; the zoo
+runner is the file's single writer.
 
 Schema (also in the file's `schema_doc` attribute):
 - attributes: schema_version, schema_doc, econas_hpc_version, config_json, created, updated,
-  saved_at;
+  saved_at, cell_concat (the cells' concat rule, "all" = every intermediate node), notation
+  (the cXrYsZeW rule, `settings.NOTATION`); a file without these two predates them;
 - /networks: arch_id, genotype_json, params and macs (N x S, columns in /settings order; NaN
   until computed);
 - /settings: name, c, r, s, e, recipe, reference, train_images, added;
@@ -22,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -33,13 +34,17 @@ import numpy as np
 
 from econas_hpc import __version__
 from econas_hpc.errors import StateError
+from econas_hpc.fsio import write_bytes_atomic
 from econas_hpc.records import utc_now
-from econas_hpc.store.state import StateStore, _fsync_path, _open, _put
+from econas_hpc.settings import NOTATION
+from econas_hpc.store.h5image import file_image, memory_file
+from econas_hpc.store.state import StateStore, _open, _put
 
 log = logging.getLogger(__name__)
 
 ZOO_SCHEMA_VERSION = 1
 SUPPORTED_ZOO_SCHEMAS: tuple[int, ...] = (1,)
+ZOO_CELL_CONCAT = "all"  # supplement C: a zoo cell outputs every intermediate node
 RESULT_STATUSES: tuple[str, ...] = ("ok", "diverged", "unbuildable", "failed")
 NAN = float("nan")
 
@@ -107,6 +112,9 @@ class ZooState:
     results: dict[tuple[str, str], ZooResult] = field(default_factory=dict)
     created: str = field(default_factory=utc_now)
     updated: str = field(default_factory=utc_now)
+    # The rules the file was written under; "" when read from a file that predates them.
+    cell_concat: str = ZOO_CELL_CONCAT
+    notation: str = NOTATION
 
 
 _KINDS: dict[str, str] = {"str": "str", "int": "i32", "bool": "i32", "float": "f64"}
@@ -114,13 +122,13 @@ _DOCS: dict[str, str] = {
     "arch_id": "network id: first 12 hex digits of sha256(canonical genotype JSON)",
     "genotype_json": "the genotype as canonical JSON (normal/reduce edges and concats)",
     "name": "canonical setting cXrYsZeW",
-    "c": "channel divisor (0 = none)",
-    "r": "resolution divisor (0 = none)",
-    "s": "training-set divisor (0 = none)",
+    "c": "channel level: channels reduced by 2^(c/2) (0 = none)",
+    "r": "resolution level: input side reduced by 2^(r/2) (0 = none)",
+    "s": "sample level: training images reduced by 2^(s/2) (0 = none)",
     "e": "training epochs",
     "recipe": "make_recipe kind: original (the reference) or reduced",
     "reference": "1 for the setting the others are ranked against",
-    "train_images": "training images per epoch after the s divisor",
+    "train_images": "training images per epoch after the s level",
     "added": "ISO 8601 UTC time the setting was added to the zoo",
     "setting": "the setting of the unit",
     "status": "ok | diverged | unbuildable | failed",
@@ -150,7 +158,9 @@ def _schema_doc() -> str:
     lines = [
         f"econas-hpc model zoo, schema {ZOO_SCHEMA_VERSION}. Root attributes: schema_version, "
         "schema_doc (this text), econas_hpc_version, config_json (zoo and training options), "
-        "created / updated / saved_at (ISO 8601 UTC)."
+        "created / updated / saved_at (ISO 8601 UTC), cell_concat (the cells' concat rule: "
+        "'all' = every intermediate node, supplement C), notation (the cXrYsZeW rule; "
+        f"'{NOTATION}': level x reduces by 2^(x/2)); a file without these two predates them."
     ]
     for group, record in _TABLES.items():
         lines.append(f"/{group}: one row per {group[:-1]}, in insertion order.")
@@ -187,6 +197,7 @@ def _write(handle: h5py.File, zoo: ZooState) -> None:
     attrs["econas_hpc_version"] = __version__
     attrs["config_json"] = json.dumps(zoo.config, sort_keys=True)
     attrs["created"], attrs["updated"], attrs["saved_at"] = zoo.created, zoo.updated, utc_now()
+    attrs["cell_concat"], attrs["notation"] = zoo.cell_concat, zoo.notation
     networks = _write_table(handle, "networks", list(zoo.networks.values()))
     for name, doc in _MATRIX_DOCS.items():
         networks.create_dataset(name, data=_cost_matrix(zoo, name)).attrs["description"] = doc
@@ -225,6 +236,8 @@ def _read(path: Path) -> ZooState:
             config=json.loads(str(handle.attrs["config_json"])),
             created=str(handle.attrs["created"]),
             updated=str(handle.attrs["updated"]),
+            cell_concat=str(handle.attrs.get("cell_concat", "")),
+            notation=str(handle.attrs.get("notation", "")),
         )
         zoo.networks = {n.arch_id: n for n in _read_rows(handle, "networks")}
         zoo.settings = {s.name: s for s in _read_rows(handle, "settings")}
@@ -252,17 +265,17 @@ class ZooStore:
         return self._files.exists()
 
     def save(self, zoo: ZooState) -> None:
-        """Write `zoo` atomically (`.tmp`, fsync, current -> `.prev`, rename, fsync the folder)."""
+        """Write `zoo` atomically (built in memory, current -> `.prev`, `fsio` publishes it)."""
         files = self._files
         zoo.updated = utc_now()
         files.path.parent.mkdir(parents=True, exist_ok=True)
-        with _open(files.tmp_path, "w") as handle:
+        # Built in memory, published by fsio: no predictable temporary to plant a link at.
+        with memory_file() as handle:
             _write(handle, zoo)
-        _fsync_path(files.tmp_path)
+            image = file_image(handle)
         if files.path.exists() and files._main_opens():
             files._keep_previous()
-        os.replace(files.tmp_path, files.path)
-        _fsync_path(files.path.parent, directory=True)
+        write_bytes_atomic(files.path, image)
 
     def load(self) -> ZooState:
         """The zoo file, or `.prev` (with a warning) when the main file is missing or corrupt.

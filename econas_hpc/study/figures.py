@@ -5,16 +5,13 @@ factor line (rho_e in the legend), and the per-network accuracy scatter of one s
 the reference. It only draws what it is given: metrics come from `study.metrics`, and it never
 reads state files.
 
-matplotlib is imported inside the functions and drives an explicit Agg canvas on a bare
-`Figure`: no pyplot, so no global figure registry or GUI backend, and importing this module
-(e.g. from the CLI) stays cheap. Each file is written to a temporary name and then renamed,
-so a reader never sees a half-written figure. Pixel sizes are fixed (no tight bbox): a PNG is
-`figsize x DPI` pixels.
+The canvas and the atomic PNG/SVG writer are `econas_hpc.plotting`'s (matplotlib is imported
+only when a figure is drawn). Pixel sizes are fixed (no tight bbox): a PNG is `figsize x DPI`
+pixels.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,9 +19,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from econas_hpc.plotting import DPI as DPI  # the figure tests size PNGs with it
+from econas_hpc.plotting import new_figure, note, save_figure
 from econas_hpc.study.metrics import (
     Values,
-    budget_key,
     entropy,
     factor_level,
     pareto_front,
@@ -34,44 +32,12 @@ from econas_hpc.study.metrics import (
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
-DPI = 100
 RHO_ACC_SIZE_IN = (8.0, 5.0)  # 800 x 500 px
 FACTOR_LINES_SIZE_IN = (10.0, 7.0)  # 1000 x 700 px
 SCATTER_SIZE_IN = (6.0, 5.0)  # 600 x 500 px
-FORMATS = ("png", "svg")
 ALL_COLOR, GOOD_COLOR, ADOPTED_COLOR = "tab:blue", "tab:orange", "tab:green"  # as in Fig. A3
 _SAFE_STEM = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def _new_figure(size_in: tuple[float, float]) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size_in, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)  # attaches itself as fig.canvas
-    return fig
-
-
-def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Write `stem`.png and `stem`.svg atomically; return their paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    for fmt in FORMATS:
-        path = out_dir / f"{stem}.{fmt}"
-        tmp = out_dir / f".{stem}.{fmt}.tmp"
-        fig.savefig(tmp, format=fmt, dpi=DPI)
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths
-
-
-def _note(ax: Axes, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _classify(
@@ -114,11 +80,11 @@ def plot_rho_vs_acceleration(
         for name, rho, acc in rows
         if np.isfinite(rho) and np.isfinite(acc) and acc > 0
     ]
-    fig = _new_figure(RHO_ACC_SIZE_IN)
+    fig = new_figure(RHO_ACC_SIZE_IN)
     ax = fig.add_subplot()
     if not valid:
-        _note(ax, "no setting with a finite rho_sp and a positive acceleration")
-        return _save(fig, Path(out_dir), "rho_vs_acceleration")
+        note(ax, "no setting with a finite rho_sp and a positive acceleration")
+        return save_figure(fig, Path(out_dir), "rho_vs_acceleration")
     colors = _classify(valid, highlight_threshold, adopted)
     labels = {ALL_COLOR: "all settings", GOOD_COLOR: "good settings", ADOPTED_COLOR: "adopted"}
     for color, label in labels.items():
@@ -135,7 +101,7 @@ def plot_rho_vs_acceleration(
     ax.set_ylabel(r"$\rho_{sp}$")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, Path(out_dir), "rho_vs_acceleration")
+    return save_figure(fig, Path(out_dir), "rho_vs_acceleration")
 
 
 def _line_label(line: Sequence[tuple[str, float]], factor: str) -> str:
@@ -152,16 +118,14 @@ def _line_label(line: Sequence[tuple[str, float]], factor: str) -> str:
 def _draw_factor(
     ax: Axes, factor: str, factor_lines: Sequence[Sequence[tuple[str, float]]]
 ) -> None:
-    levels = sorted(
-        {factor_level(s, factor) for line in factor_lines for s, _ in line},
-        key=lambda v: budget_key(factor, v),
-    )
+    # Increasing subscript, the order rho_e is computed in (supplement D).
+    levels = sorted({factor_level(s, factor) for line in factor_lines for s, _ in line})
     where = {v: i for i, v in enumerate(levels)}
     for line in factor_lines:
         xs = [where[factor_level(s, factor)] for s, _ in line]
         ax.plot(xs, [rho for _, rho in line], marker="o", label=_line_label(line, factor))
     ax.set_xticks(range(len(levels)), [f"{factor}{v}" for v in levels])
-    ax.set_xlabel(f"{factor} (increasing budget)")
+    ax.set_xlabel(f"{factor} (increasing subscript; rho_e against 1..n in this order)")
     ax.set_ylabel(r"$\rho_{sp}$")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
@@ -174,13 +138,13 @@ def plot_factor_lines(
 
     Args:
         lines: {factor: [[(setting, rho_sp), ...], ...]}, each line ordered by increasing
-            budget, as `metrics.line_values(metrics.factor_lines(...), rho)` returns.
+            subscript, as `metrics.line_values(metrics.factor_lines(...), rho)` returns.
         out_dir: folder for factor_lines.png (1000 x 700 px) and .svg.
 
     Returns:
         The written paths, PNG first.
     """
-    fig = _new_figure(FACTOR_LINES_SIZE_IN)
+    fig = new_figure(FACTOR_LINES_SIZE_IN)
     axes = fig.subplots(2, 2)
     for ax, factor in zip(axes.flat, ("c", "r", "s", "e"), strict=True):
         ax.set_title(f"along {factor}", fontsize=10)
@@ -188,8 +152,8 @@ def plot_factor_lines(
         if factor_group:
             _draw_factor(ax, factor, factor_group)
         else:
-            _note(ax, f"no line along {factor}")
-    return _save(fig, Path(out_dir), "factor_lines")
+            note(ax, f"no line along {factor}")
+    return save_figure(fig, Path(out_dir), "factor_lines")
 
 
 def plot_accuracy_scatter(
@@ -211,11 +175,11 @@ def plot_accuracy_scatter(
         raise ValueError(f"setting {setting!r} must match {_SAFE_STEM.pattern} to name a file")
     rho = spearman(acc_orig, acc_reduced)
     tol = tolerant_spearman(acc_orig, acc_reduced)
-    fig = _new_figure(SCATTER_SIZE_IN)
+    fig = new_figure(SCATTER_SIZE_IN)
     ax = fig.add_subplot()
     ax.scatter(acc_orig, acc_reduced, s=20, c=ALL_COLOR, zorder=3)
     ax.set_xlabel("reference top-1 accuracy (%)")
     ax.set_ylabel(f"{setting} top-1 accuracy (%)")
     ax.set_title(rf"{setting}: $\rho_{{sp}}$={rho:.3f}, tolerant={tol:.3f}", fontsize=10)
     ax.grid(True, alpha=0.3)
-    return _save(fig, Path(out_dir), f"accuracy_scatter_{setting}")
+    return save_figure(fig, Path(out_dir), f"accuracy_scatter_{setting}")

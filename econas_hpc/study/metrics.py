@@ -149,11 +149,12 @@ def tolerant_spearman_groups(orig: Values, reduced: Values, band: float = DEFAUL
 def entropy(values: Values, base: Values | None = None) -> float:
     """The "entropy" rho_e of supplement D: how monotone a sequence of rho_sp values is.
 
-    Reading: the Spearman correlation between `values` (rho_sp of the settings along one factor,
-    in the order given) and an increasing base set (default 1..n; any strictly increasing base
-    gives the same result). +1 = strictly increasing, -1 = strictly decreasing, near 0 = no
-    trend; NaN for a constant sequence. Its sign depends on the order of the settings: with
-    `factor_lines` order (increasing budget), +1 means "more budget, better ranking".
+    Definition (supplement D): the Spearman coefficient between the objective set `values`
+    (the rho_sp of the settings along one factor, listed by increasing subscript as
+    `factor_lines` orders them) and an increasing base set (default 1..n; any strictly
+    increasing base gives the same result). +1 = rho_sp rises with the subscript, -1 = it falls
+    (e.g. ranking worsens as channels shrink from c0 to c4), near 0 = no trend; NaN for a
+    constant sequence.
 
     Raises:
         ValueError: fewer than 2 values, a non-finite value, or a base that is not strictly
@@ -276,17 +277,6 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def budget_key(factor: str, value: int) -> tuple[int, int]:
-    """Sort key giving increasing training budget along one factor.
-
-    c, r, s are divisors with 0 = no reduction (the largest budget): c8 < c4 < c2 < c1 < c0.
-    e is the absolute epoch count: e30 < e60 < e600.
-    """
-    if factor == "e":
-        return (0, value)
-    return (1, 0) if value == 0 else (0, -value)
-
-
 def factor_level(setting: str, factor: str) -> int:
     """The value of one factor ("c", "r", "s" or "e") in a setting string such as "c4r4s0e60".
 
@@ -305,7 +295,8 @@ def factor_level(setting: str, factor: str) -> int:
 
 
 def _sorted_line(group: list[Setting], factor: str) -> tuple[str, ...]:
-    ordered = sorted(group, key=lambda s: budget_key(factor, getattr(s, factor)))
+    """The line's settings by increasing subscript of `factor` (c0, c1, ...; e30, e60, ...)."""
+    ordered = sorted(group, key=lambda s: int(getattr(s, factor)))
     return tuple(str(s) for s in ordered)
 
 
@@ -315,9 +306,10 @@ def factor_lines(
     """Group settings into lines along each factor, the other three factors fixed.
 
     Returns {factor: [line, ...]} for the factors "c", "r", "s", "e" (each key present, maybe
-    with no lines). A line is a tuple of canonical setting strings ordered by increasing budget
-    (see `budget_key`: for c, r, s a larger divisor is less budget and 0 = none is the most;
-    for e more epochs is more budget) and holds >= 2 settings. Lines keep the order in which
+    with no lines). A line is a tuple of canonical setting strings ordered by increasing
+    subscript of its factor, as supplement D lists them ({c0.., c1.., c2.., c3.., c4..};
+    e30, e60, ...): for c, r, s that is decreasing budget, for e increasing. It holds >= 2
+    settings. Lines keep the order in which
     their first setting appears in the input; duplicate settings count once.
 
     Raises:

@@ -39,7 +39,7 @@ from econas_hpc.study.metrics import (
     spearman,
     tolerant_spearman,
 )
-from econas_hpc.study.zoo import ADOPTED, ZooPaths, accuracies
+from econas_hpc.study.zoo import ADOPTED, ZooPaths, accuracies, check_rules
 
 DEFAULT_THRESHOLD = 0.6
 TOP_FLIPS = 3  # the largest flips listed per setting (supplement Table A1 style)
@@ -167,7 +167,12 @@ def setting_row(zoo: ZooState, name: str, band: float = DEFAULT_BAND) -> dict[st
 
 
 def entropy_lines(rho: dict[str, float]) -> list[dict[str, Any]]:
-    """rho_e of every factor line (>= 2 settings with a rho_sp), ordered by increasing budget."""
+    """rho_e of every factor line (>= 2 settings with a rho_sp).
+
+    Each line lists its settings by increasing subscript (c0, c1, ..., c4; e30, e60, ...) with
+    their rho_sp, and rho_e is the Spearman of those rho_sp against 1..n (supplement D), so a
+    line whose rho_sp falls as channels shrink reads about -1.
+    """
     out = []
     for factor, lines in line_values(factor_lines(list(rho)), rho).items():
         for line in lines:
@@ -270,11 +275,12 @@ def zoo_report(zoo_path: str | Path, options: ReportOptions | None = None) -> di
     written paths, PNG then SVG per figure).
 
     Raises:
-        StateError: the zoo file is missing or unreadable.
+        StateError: the zoo file is missing or unreadable, or written under an older rule.
     """
     opts = options or ReportOptions()
     paths = ZooPaths.of(zoo_path)
     zoo = ZooStore(paths.zoo).load()
+    check_rules(zoo, paths.zoo)
     report = build_report(zoo, opts)
     out_dir = Path(opts.out_dir) if opts.out_dir is not None else paths.report_dir()
     written = write_figures(zoo, report, out_dir) if opts.figures and report["reference"] else []

@@ -1,7 +1,8 @@
 """The model zoo: creation by random sampling, its settings, and the training plan.
 
 This module owns what a zoo is made of and what is left to train: `create_zoo` (supplement C:
-random cells, clean concat, distinct arch_ids), the zoo's training options (`ZooTrainOptions`,
+random cells whose output concatenates all intermediate nodes, distinct arch_ids; `check_rules`
+refuses a zoo file written under an older rule), the zoo's training options (`ZooTrainOptions`,
 fixed at the first `zoo train` and recorded in the file, since they change the networks), the
 settings it is trained in (`add_settings`: the reference with `make_recipe("original")`, every
 other with `make_recipe("reduced")`), each network's parameters and MACs per setting
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from econas_hpc.errors import ConfigError, StateError
+from econas_hpc.errors import ConfigError, StateError, UnsafeNameError
 from econas_hpc.records import utc_now
 from econas_hpc.search.workitems import RunPaths, TrainOptions, network_seed
-from econas_hpc.settings import PROFILES, Base, Setting, make_recipe
+from econas_hpc.settings import PROFILES, Base, Setting, check_notation, make_recipe
 from econas_hpc.space.catalog import OP_SETS
-from econas_hpc.space.genotype import Genotype
+from econas_hpc.space.genotype import Genotype, check_arch_id
 from econas_hpc.space.sampling import sample_genotype
 from econas_hpc.store.zoo_state import (
     NAN,
+    ZOO_CELL_CONCAT,
     ZooCost,
     ZooNetwork,
     ZooResult,
@@ -81,7 +84,7 @@ class ZooTrainOptions:
         return TrainOptions(layers=self.layers).base()
 
     def train_size(self) -> int:
-        """Training images before the s divisor (the reduced/original recipes hold none out)."""
+        """Training images before the s level (the reduced/original recipes hold none out)."""
         return self.synthetic_train if self.dataset == "synthetic" else self.base().train_size
 
 
@@ -95,6 +98,23 @@ class Unit:
     @property
     def key(self) -> tuple[str, str]:
         return (self.arch_id, self.setting)
+
+
+_SETTING_NAME = re.compile(r"c\d{1,4}r\d{1,4}s\d{1,4}e\d{1,5}")
+
+
+def check_setting_name(value: object) -> str:
+    """`value` when it is a `cXrYsZeW` name (a unit folder name), else refuse it.
+
+    Raises:
+        UnsafeNameError: one line naming the value (read from the zoo file) and the form allowed.
+    """
+    if not isinstance(value, str) or not _SETTING_NAME.fullmatch(value):
+        raise UnsafeNameError(
+            f"setting {value!r} is not a cXrYsZeW name; refusing to use it as a folder name "
+            "(the zoo file holding it was edited or is corrupt)"
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +132,12 @@ class ZooPaths:
         return cls(run.state, run.root / "units", run.executor, f"zoo-{run.run}-")
 
     def unit_dir(self, unit: Unit) -> Path:
-        return self.units / unit.arch_id / unit.setting
+        """`units/<arch_id>/<setting>`; both names come from the zoo file and are checked."""
+        return self.units / check_arch_id(unit.arch_id) / check_setting_name(unit.setting)
 
     def job_name(self, unit: Unit) -> str:
         """`zoo-<name>-<arch_id>-<setting>`: what `squeue` shows for the unit's job."""
-        return f"{self.name_prefix}{unit.arch_id}-{unit.setting}"
+        return f"{self.name_prefix}{check_arch_id(unit.arch_id)}-{check_setting_name(unit.setting)}"
 
     def report_dir(self) -> Path:
         """The default figure folder: `<zoo>.report/` beside the zoo file."""
@@ -124,7 +145,8 @@ class ZooPaths:
 
 
 def sample_zoo(size: int, nodes: int, ops: str, seed: int) -> list[Genotype]:
-    """`size` random genotypes with distinct arch_ids (supplement C, clean concat).
+    """`size` random genotypes with distinct arch_ids (supplement C: every cell outputs the
+    concatenation of all its intermediate nodes, concat mode `all`).
 
     Raises:
         ConfigError: size < 1, an unknown op set, or a space too small for `size` networks.
@@ -136,7 +158,7 @@ def sample_zoo(size: int, nodes: int, ops: str, seed: int) -> list[Genotype]:
     rng = np.random.default_rng(seed)
     found: dict[str, Genotype] = {}
     for _ in range(size * MAX_DRAWS_PER_NETWORK):
-        genotype = sample_genotype(rng, nodes=nodes, ops=OP_SETS[ops], concat_mode="clean")
+        genotype = sample_genotype(rng, nodes=nodes, ops=OP_SETS[ops], concat_mode="all")
         found.setdefault(genotype.arch_id, genotype)
         if len(found) == size:
             return list(found.values())
@@ -167,7 +189,7 @@ def create_zoo(
         "nodes": nodes,
         "ops": ops,
         "seed": seed,
-        "concat_mode": "clean",
+        "concat_mode": ZOO_CELL_CONCAT,
         "reference": None,
         "train": None,
     }
@@ -175,6 +197,23 @@ def create_zoo(
     zoo.networks = {g.arch_id: ZooNetwork(g.arch_id, g.to_json()) for g in genotypes}
     store.save(zoo)
     return zoo
+
+
+def check_rules(zoo: ZooState, path: str | Path) -> None:
+    """Refuse a zoo file written under an older rule than this version trains and reports.
+
+    Raises:
+        StateError: the cells' concat rule is not supplement C's (all intermediate nodes), or
+            a setting written under the old notation whose meaning changed.
+    """
+    if zoo.cell_concat != ZOO_CELL_CONCAT:
+        rule = zoo.cell_concat or str(zoo.config.get("concat_mode", "unknown"))
+        raise StateError(
+            f"zoo file {path} was created with the {rule!r} cell rule (only unused nodes form a "
+            "cell's output), not supplement C's (all 5 intermediate nodes); recreate it with "
+            f"`econas-hpc zoo create --state NEW.h5 --size {zoo.config.get('size', 50)}`"
+        )
+    check_notation(zoo.notation, list(zoo.settings), f"zoo file {path}")
 
 
 def requested_settings(settings: str | None, grid: str | None, base: Base) -> list[str]:

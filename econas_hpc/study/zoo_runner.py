@@ -41,6 +41,7 @@ from econas_hpc.study.zoo import (
     ZooPaths,
     ZooTrainOptions,
     add_settings,
+    check_rules,
     compute_costs,
     failed_record,
     plan_units,
@@ -129,6 +130,7 @@ def train_zoo(request: ZooTrainRequest) -> TrainSummary:
         raise StateError(f"zoo file {paths.zoo} does not exist; create it with `zoo create`")
     with acquire_lock(paths.zoo) as lock:
         zoo = store.load()
+        check_rules(zoo, paths.zoo)
         options = resolve_train_options(zoo, request.train)
         added = add_settings(zoo, names, request.reference, options)
         costs = compute_costs(zoo, options)

@@ -34,7 +34,7 @@ from econas_hpc.cluster.accounting import JobLimits
 from econas_hpc.cluster.executors import Executor
 from econas_hpc.cluster.options import FINAL_STATES, JobState
 from econas_hpc.cluster.tasks import WorkItem
-from econas_hpc.fsio import write_json_atomic
+from econas_hpc.fsio import make_private_dir, write_json_atomic
 from econas_hpc.supervise.policy import Decision, decide, probe_environment, unknown_is_gone
 
 __all__ = ["Polled", "Supervisor", "Tracked"]
@@ -95,7 +95,8 @@ class Supervisor:
         """Write the token (item names, `label`, `note`), then submit `items` in one call."""
         if self.token is not None:
             payload = {**(note or {}), "label": label, "names": [i.name for i in items]}
-            write_json_atomic(self.token, payload)
+            make_private_dir(self.token.parent)
+            write_json_atomic(self.token, payload, indent=None)
         return self.executor.submit(items, label=label)
 
     def submitted(self) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.errors import CheckpointError, ConfigError
+from econas_hpc.fsio import check_within
 from econas_hpc.settings import CIFAR_BASE, Base, Recipe
 from econas_hpc.space.genotype import Genotype
 
@@ -24,7 +25,7 @@ __all__ = ["DATASETS", "STATUSES", "SegmentResult", "SegmentSpec", "read_result"
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("synthetic", "cifar10")
+DATASETS = ("synthetic", "cifar10", "digits")
 STATUSES = ("ok", "diverged", "unbuildable", "interrupted", "failed")
 METRICS = ("train_loss", "sel_acc", "test_acc")
 
@@ -132,10 +133,12 @@ def read_result(spec: SegmentSpec) -> SegmentResult | None:
 
     Raises:
         CheckpointError: the file belongs to another network, setting or profile.
+        UnsafePathError: the file is a link leading out of the run folder.
     """
     path = result_path(spec)
     if not path.exists():
         return None
+    check_within(path, spec.run_dir, "result")  # a link out of the run folder is refused
     try:
         result = SegmentResult.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError) as exc:

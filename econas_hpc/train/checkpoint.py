@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import os
 import random
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from econas_hpc import fsio
 from econas_hpc.errors import CheckpointError
 
 __all__ = [
@@ -82,26 +82,15 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a hidden temporary file, fsync, and `os.replace`."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        # Only left behind when the write or rename failed.
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    """Write `data` to `path` through `fsio` (unpredictable 0600 temporary, fsync, rename)."""
+    fsio.write_bytes_atomic(path, data)
 
 
 def write_json_atomic(path: Path, obj: object) -> None:
     """Write `obj` as strict JSON (no NaN) to `path` atomically, then fsync the directory."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
-    _fsync_dir(path.parent)
+    fsio.make_private_dir(path.parent, "network folder")
+    fsio.write_json_atomic(path, obj, sort_keys=False)
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -182,7 +171,7 @@ def save_checkpoint(directory: Path, epoch: int, step: int, payload: dict[str, A
     if not isinstance(payload.get("meta"), Mapping):
         raise CheckpointError("checkpoint payload needs a 'meta' mapping (arch_id, setting, ...)")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    fsio.make_private_dir(directory, "checkpoint folder")
     path = directory / checkpoint_name(epoch, step)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -266,9 +255,12 @@ def load_latest(
     Raises:
         CheckpointError: when the newest valid checkpoint belongs to another network, setting or
             profile (naming both values), or when every complete checkpoint is corrupt.
+        UnsafePathError: a checkpoint (or its sidecar) is a link leading out of `directory`.
     """
     corrupt: list[str] = []
     for _, _, path in reversed(list_checkpoints(directory)):
+        fsio.check_within(path, directory, "checkpoint")  # a link out of the folder: refused
+        fsio.check_within(_sidecar(path), directory, "checkpoint sidecar")
         if not _sidecar(path).exists():
             log.warning("skipping incomplete checkpoint %s (no sidecar)", path)
             continue

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from econas_hpc.data.augment import DeviceAugment
+from econas_hpc.data.augment import DeviceAugment, augment_for
 from econas_hpc.data.cifar import ArrayDataset, load_dataset, split_holdout, subset_for
 from econas_hpc.settings import Setting
 from econas_hpc.train import SegmentSpec
@@ -52,5 +52,7 @@ def load_data(spec: SegmentSpec, setting: Setting, device: torch.device) -> Segm
         return torch.from_numpy(ds.images).to(device), torch.from_numpy(ds.labels).long().to(device)
 
     tests = put(test)
-    aug = DeviceAugment(setting.resolution(spec.base), spec.recipe.cutout_length, device)
+    aug = augment_for(
+        spec.dataset, setting.resolution(spec.base), spec.recipe.cutout_length, device
+    )
     return SegmentData(put(train), tests if val is test else put(val), tests, aug)

@@ -276,9 +276,9 @@ def _retrain_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
 
 def _leaders(best: Sequence[Mapping[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    right = ("#", "score", "segments", "born")
+    right = ("#", "score", "test acc", "segments", "born")
     retrained = any(net.get("retrain") for net in best)  # `best` rows of retrained runs
-    for name in ("#", "arch_id", "score", "segments", "parent", "born"):
+    for name in ("#", "arch_id", "score", "test acc", "segments", "parent", "born"):
         table.add_column(name, justify="right" if name in right else "left")
     if retrained:
         table.add_column("retrained test error")
@@ -287,6 +287,7 @@ def _leaders(best: Sequence[Mapping[str, Any]], title: str) -> Table:
             str(rank),
             net["arch_id"],
             _score(net["score"]),
+            _score(net.get("test_acc")),
             str(net["segments"]),
             net.get("parent_id") or "-",
             str(net.get("born_cycle", "")),
@@ -314,6 +315,8 @@ def render_status(console: Console, runs: Sequence[Mapping[str, Any]]) -> None:
         console.print(_overview(run))
         if run["best"]:
             console.print(_leaders(run["best"], "best networks (furthest trained first)"))
+            if run.get("score_kind"):
+                console.print(escape(run["score_kind"]))
         if run.get("retrain"):
             console.print(_retrain_table(run["retrain"]))
 
@@ -333,6 +336,8 @@ def render_best(console: Console, best: Mapping[str, Any]) -> None:
         console.print("no network has finished all its segments yet")
         return
     console.print(_leaders(best["networks"], "final ranking"))
+    if best.get("score_kind"):
+        console.print(escape(best["score_kind"]))
     for net in best["networks"]:
         console.print(f"[bold]{net['rank']}. {net['arch_id']}[/bold] ({_score(net['score'])})")
         console.print(escape(net["literal"]), soft_wrap=True)

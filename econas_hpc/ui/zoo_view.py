@@ -94,7 +94,9 @@ def _settings_table(report: Mapping[str, Any]) -> Table:
 
 
 def _lines_table(lines: Sequence[Mapping[str, Any]]) -> Table:
-    table = Table(title="ρ_e along each factor line (increasing budget)", title_justify="left")
+    table = Table(
+        title="ρ_e along each factor line (settings by increasing subscript)", title_justify="left"
+    )
     table.add_column("factor")
     table.add_column("settings")
     table.add_column("ρ_sp")

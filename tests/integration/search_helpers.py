@@ -39,7 +39,7 @@ SEARCH = {
     "mothers_p60": 1,
     "max_idle_cycles": 3,
     "segment_epochs": 1,
-    "setting": "c9r4s0e3",
+    "setting": "c6r4s0e3",
     "dry_run": True,
     "seed": 7,
 }

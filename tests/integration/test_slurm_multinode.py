@@ -253,7 +253,7 @@ def test_more_gpus_than_the_partition_has_is_one_line_exit_2(
         "--top",
         "1",
         "--setting",
-        "c8r4s0e1",
+        "c6r4s0e1",
         "--partition",
         "gpu",
         "--gpus-per-node",
