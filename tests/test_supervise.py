@@ -209,7 +209,7 @@ def test_unreadable_data_waits_for_a_person_uncharged(
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     (tmp_path / "data").mkdir()
-    setting = Setting.parse("c9r4s0e1")
+    setting = Setting.parse("c6r4s0e1")
     spec = SegmentSpec(
         arch_id=GENOTYPE.arch_id,
         genotype_json=GENOTYPE.to_json(),
