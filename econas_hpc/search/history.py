@@ -29,7 +29,7 @@ from econas_hpc.cluster.accounting import Counters
 from econas_hpc.records import OPEN_JOB_STATES, CycleRecord, RunState, pool_name
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.study.metrics import pareto_front
+from econas_hpc.search.pareto import pareto_front
 
 __all__ = [
     "CostPoint",
@@ -223,7 +223,7 @@ def run_history(
             facts count no parameters and no wall time.
         faults: per segment, `cluster.accounting` counters from the run's event files.
     """
-    cfg = SearchConfig.from_dict(state.config)
+    cfg = state.config
     facts, faults = facts or {}, faults or {}
     finished = [r for r in state.cycles if r.cycle < state.cycle]
     return RunHistory(

@@ -26,6 +26,8 @@ class RunSummary:
     run: str  # the run's name (the state file's stem)
     state: str  # the state file
     loaded_from: str  # the file actually read (a backup when the main file was unreadable)
+    recovered_from_prev: bool  # the main file was corrupt or missing and `.prev` was read
+    recovery: str  # why ("" when the main file was good)
     updated: str  # when the state was last saved (ISO 8601)
     phase: str  # initial | running | done
     cycle: int  # cycles finished

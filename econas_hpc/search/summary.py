@@ -69,7 +69,9 @@ def _pools(state: RunState, cfg: SearchConfig) -> tuple[dict[str, int], dict[str
     current = evo.pools(state, cfg, max(state.cycle, 0))
     sizes = {name: len(current[name]) for name in POOL_NAMES}
     best = {
-        name: _number(state.networks[current[name][0]].latest_score) if current[name] else None
+        name: _number(evo.pool_score(state.networks[current[name][0]], cfg))
+        if current[name]
+        else None
         for name in POOL_NAMES
     }
     return sizes, best
@@ -184,8 +186,17 @@ def waiting(state: RunState) -> list[dict[str, Any]]:
     ]
 
 
+def _recovery(store: StateStore) -> dict[str, Any]:
+    """`recovered_from_prev` (the main file was corrupt or missing and `.prev` was read) and
+    `recovery` (why; "" when the main file was good), after a load."""
+    return {"recovered_from_prev": bool(store.recovery), "recovery": store.recovery}
+
+
 def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> RunSummary:
     """The status of one run (`runsummary.RunSummary`; `to_dict()` is its JSON form).
+
+    `recovered_from_prev` and `recovery` say whether (and why) `.prev` was read instead of
+    the main file (`_recovery`).
 
     `best` holds the `top` leaders, each with test_acc (the test accuracy after its latest
     segment, None if unknown); `retrain` is [] when the run was never retrained; `waiting`
@@ -197,8 +208,9 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> RunSummary:
         StateError: the state file is missing, unreadable or of a newer schema.
     """
     path = Path(state_path)
-    state, source = StateStore(path).load_with_source()
-    cfg = SearchConfig.from_dict(state.config)
+    store = StateStore(path)
+    state, source = store.load_with_source()
+    cfg = state.config
     counts = evo.summary_counts(state)
     jobs = dict.fromkeys(JOB_STATES, 0)
     for job in state.jobs.values():
@@ -209,6 +221,7 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> RunSummary:
         run=RunPaths.of(path).run,
         state=str(path),
         loaded_from=str(source),
+        **_recovery(store),
         updated=state.updated,
         phase="done" if done else ("initial" if state.cycle == INITIAL_CYCLE else "running"),
         cycle=max(state.cycle, 0),
@@ -260,7 +273,8 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     their genotypes as JSON and as DARTS literals.
 
     Returns:
-        {run, state, complete (all cycles done), cycle, cycles_total, score_kind, networks:
+        {run, state, complete (all cycles done), cycle, cycles_total, recovered_from_prev and
+        recovery (`_recovery`), score_kind, networks:
         [{rank, arch_id, score, test_acc, segments, parent_id, born_cycle, genotype, literal,
         retrain}]}, where `score_kind` says what score and test_acc are (`summarize`), and
         `retrain` is the network's `summarize_retrain` row (NaN as None) or None when it was
@@ -269,8 +283,9 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
     """
-    state = StateStore(state_path).load()
-    cfg = SearchConfig.from_dict(state.config)
+    store = StateStore(state_path)
+    state = store.load()
+    cfg = state.config
     ranked = evo.final_ranking(state, cfg, top)
     retrained = {row["arch_id"]: row for row in _retrain_rows(Path(state_path))}
     networks = []
@@ -296,6 +311,7 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
         "complete": evo.search_done(state, cfg) and not evo.is_planned(state),
         "cycle": max(state.cycle, 0),
         "cycles_total": cfg.cycles,
+        **_recovery(store),
         "score_kind": score_meaning(cfg, _train_options(Path(state_path))),
         "networks": _with_test_acc(Path(state_path), state, cfg, networks),
         "waiting": waiting(state),

@@ -27,6 +27,9 @@ Edge = tuple[str, int]
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 _CELLS = (("normal", "normal_concat"), ("reduce", "reduce_concat"))
 _MAX_SHOWN = 60  # characters of user input quoted in an error message
+# A genotype's text is a few hundred characters; anything far longer is refused unread, so
+# neither the JSON decoder nor the literal parser ever sees a huge or deeply nested input.
+MAX_TEXT = 100_000
 
 
 def quote_input(text: str) -> str:
@@ -58,10 +61,24 @@ def _as_edges(value: object, cell: str) -> tuple[Edge, ...]:
     return tuple(edges)
 
 
-def _as_concat(value: object, field: str) -> tuple[int, ...]:
+def _as_concat(value: object, field: str, nodes: int) -> tuple[int, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | range):
         raise InvalidGenotypeError(f"{field} must be a list of state indices, got {value!r}")
+    # Checked before a single entry is read: `range(0, 10**9)` is refused without being built.
+    if len(value) > nodes + 2:
+        raise InvalidGenotypeError(
+            f"{field} has {len(value)} entries; a {nodes}-node cell concatenates at most "
+            f"{nodes + 2} distinct states"
+        )
     return tuple(_as_int(v, f"{field} entry") for v in value)
+
+
+def _check_text(text: str, what: str) -> None:
+    if len(text) > MAX_TEXT:
+        raise InvalidGenotypeError(
+            f"{what} is {len(text)} characters long; a genotype needs far fewer "
+            f"(at most {MAX_TEXT} are read)"
+        )
 
 
 def _check_cell(edges: tuple[Edge, ...], concat: tuple[int, ...], cell: str, field: str) -> None:
@@ -134,7 +151,7 @@ class Genotype:
     def __post_init__(self) -> None:
         for cell, field in _CELLS:
             edges = _as_edges(getattr(self, cell), cell)
-            concat = _as_concat(getattr(self, field), field)
+            concat = _as_concat(getattr(self, field), field, len(edges) // 2)
             _check_cell(edges, concat, cell, field)
             # Frozen dataclass: normalising lists to tuples needs object.__setattr__.
             object.__setattr__(self, cell, edges)
@@ -184,11 +201,17 @@ class Genotype:
     @classmethod
     def from_json(cls, text: str) -> Genotype:
         """Parse a JSON object as written by `to_json` (any key order or spacing)."""
+        _check_text(text, "genotype JSON")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise InvalidGenotypeError(
                 f"genotype JSON {quote_input(text)} is malformed: {err}"
+            ) from None
+        except RecursionError:
+            raise InvalidGenotypeError(
+                f"genotype JSON {quote_input(text)} is nested too deeply; a genotype is an object "
+                "of lists of [op, input] pairs"
             ) from None
         return cls.from_dict(data)
 
@@ -210,6 +233,7 @@ class Genotype:
         Accepts `Genotype(...)` or `NAME = Genotype(...)`, keyword or positional arguments, and
         `range(a, b)` for concat lists, as DARTS files write them.
         """
+        _check_text(text, "genotype literal")
         call = _literal_call(text)
         if call.keywords and call.args:
             raise InvalidGenotypeError(
@@ -235,7 +259,7 @@ def _literal_call(text: str) -> ast.Call:
     """The `Genotype(...)` call node of `text`, or InvalidGenotypeError."""
     try:
         body = ast.parse(text.strip(), mode="exec").body
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):  # deep nesting: not a genotype either
         body = []
     node: ast.AST | None = None
     if len(body) == 1 and isinstance(body[0], ast.Expr | ast.Assign):
@@ -264,10 +288,11 @@ def _literal_value(node: ast.expr, text: str) -> Any:
         if node.func.id == "range":
             bounds = [_literal_value(arg, text) for arg in node.args]
             if 1 <= len(bounds) <= 3 and all(type(b) is int for b in bounds):
-                return list(range(*bounds))
+                # A lazy range: the concat check refuses a long one before it is expanded.
+                return range(*bounds)
     try:
         return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError):
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         raise InvalidGenotypeError(
             f"genotype literal {quote_input(text)} has a non-literal argument "
             f"{quote_input(ast.unparse(node))}; only lists, tuples, numbers, strings and "

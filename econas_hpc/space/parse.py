@@ -12,7 +12,7 @@ from pathlib import Path
 
 from econas_hpc.errors import InvalidGenotypeError
 from econas_hpc.space.catalog import BUILTIN_GENOTYPES
-from econas_hpc.space.genotype import Genotype, quote_input
+from econas_hpc.space.genotype import MAX_TEXT, Genotype, quote_input
 
 
 def _parse_content(text: str) -> Genotype | None:
@@ -23,6 +23,15 @@ def _parse_content(text: str) -> Genotype | None:
     if "Genotype" in stripped and "(" in stripped:
         return Genotype.from_literal(stripped)
     return None
+
+
+def _read_genotype_file(path: Path) -> str:
+    """At most MAX_TEXT + 1 characters of a genotype file (more is refused by the parsers)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(MAX_TEXT + 1)
+    except (OSError, UnicodeDecodeError) as err:
+        raise InvalidGenotypeError(f"cannot read genotype file {path}: {err}") from None
 
 
 def parse_genotype(text: str) -> Genotype:
@@ -38,7 +47,7 @@ def parse_genotype(text: str) -> Genotype:
         return BUILTIN_GENOTYPES[stripped]
     # os.path.isfile swallows OSError (e.g. a JSON string too long to be a file name).
     if stripped and "\n" not in stripped and os.path.isfile(stripped):
-        content = Path(stripped).read_text(encoding="utf-8")
+        content = _read_genotype_file(Path(stripped))
         try:
             parsed = _parse_content(content)
         except InvalidGenotypeError as err:
