@@ -29,7 +29,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from econas_hpc.errors import EconasError
+from econas_hpc.errors import EconasError, EnvironmentFault
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -41,8 +41,12 @@ class FileSystemFault(EconasError):
     """A write failed for a reason outside the data being written (disk, permissions)."""
 
 
-class NoSpaceError(FileSystemFault):
-    """The file system holding `path` is full (or the quota is reached)."""
+class NoSpaceError(FileSystemFault, EnvironmentFault):
+    """The file system holding `path` is full (or the quota is reached): an environment fault
+    (exit code 3, never charged to a network). Other faults name a path the user chose (a
+    read-only or foreign folder, one that cannot exist) and are bad input (exit code 2)."""
+
+    cause = "no_space"
 
 
 class PermissionFault(FileSystemFault):
