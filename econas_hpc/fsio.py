@@ -37,20 +37,23 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
-class FileSystemFault(EconasError):
-    """A write failed for a reason outside the data being written (disk, permissions)."""
+class FileSystemFault(EnvironmentFault):
+    """A write failed for a reason outside the data being written (disk, permissions); like
+    every `EnvironmentFault` it is one line and exit code 3, never charged to a network."""
+
+    cause = "io"
 
 
-class NoSpaceError(FileSystemFault, EnvironmentFault):
-    """The file system holding `path` is full (or the quota is reached): an environment fault
-    (exit code 3, never charged to a network). Other faults name a path the user chose (a
-    read-only or foreign folder, one that cannot exist) and are bad input (exit code 2)."""
+class NoSpaceError(FileSystemFault):
+    """The file system holding `path` is full (or the quota is reached)."""
 
     cause = "no_space"
 
 
 class PermissionFault(FileSystemFault):
     """The process may not write `path` (permissions, read-only file system)."""
+
+    cause = "permission"
 
 
 class UnsafePathError(EconasError):

@@ -416,6 +416,10 @@ def _edit_ids(path: Path, new_id: str) -> None:
         values = list(ids.asstr()[()])
         values[0] = new_id
         ids[...] = values
+    # a checksum is no signature: whoever edits the file can stamp it again
+    from econas_hpc.store.snapshot import USERBLOCK, stamp
+
+    path.write_bytes(stamp(path.read_bytes()[USERBLOCK:]))
 
 
 def test_a_traversing_network_id_in_the_state_is_refused_on_resume(
@@ -498,7 +502,7 @@ def test_checkpoints_and_results_linked_out_of_the_folder_are_refused(
     result.symlink_to(victim)
     assert read_outcome(result, "a" * 12, (0, 1)) is None
     assert not result.exists() and victim.read_bytes() == VICTIM_BYTES
-    # a result naming a checkpoint path instead of a file name is set aside too
+    # a result naming a checkpoint outside its folder is set aside too
     fields = {"arch_id": "a" * 12, "epoch_start": 0, "epoch_end": 1, "status": "ok"}
     result.write_text(json.dumps({**fields, "score": 50.0, "checkpoint": "../../../x.pt"}))
     assert read_outcome(result, "a" * 12, (0, 1)) is None and not result.exists()

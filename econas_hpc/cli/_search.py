@@ -28,7 +28,8 @@ SEARCH_FLAGS = (
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from econas_hpc.search.driver import resolve_launch, run_search
+    from econas_hpc.search.driver import run_search
+    from econas_hpc.search.launchfile import resolve_launch
     from econas_hpc.search.summary import summarize_all
 
     search = _picked(args, SEARCH_FLAGS)
@@ -46,7 +47,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from econas_hpc.search.driver import resolve_launch, resume_check, run_search
+    from econas_hpc.search.driver import resume_check, run_search
+    from econas_hpc.search.launchfile import resolve_launch
     from econas_hpc.search.summary import summarize_all
 
     search = _picked(args, SEARCH_FLAGS)
@@ -141,7 +143,7 @@ def _add_launch_resume(commands: Any) -> None:
     launch.add_argument(
         "--demo",
         action="store_true",
-        help="the small real search on synthetic data that `make run` runs "
+        help="the small real search on real digits that `make run` runs "
         "(econas_hpc/presets/demo.toml)",
     )
     _add_search_options(launch, "search options (fixed for the run)")

@@ -30,7 +30,7 @@ from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, DataError
 from econas_hpc.fsio import make_private_dir
-from econas_hpc.search.config import SEED_MAX
+from econas_hpc.runconfig import SEED_MAX
 from econas_hpc.search.workitems import ExecOptions
 from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE, Setting, make_recipe
 from econas_hpc.space.genotype import Genotype, parse_genotype

@@ -131,10 +131,14 @@ def _try_create(path: Path, info: dict[str, Any]) -> bool:
         return False
     except OSError as exc:  # a read-only or foreign state folder: one line, nothing left
         raise describe_os_error(exc, path, "create the lock file") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(info))
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:  # a full disk: no half-written lock left behind
+        path.unlink(missing_ok=True)
+        raise describe_os_error(exc, path) from None
     return True
 
 
@@ -165,6 +169,7 @@ def acquire_lock(
 
     Raises:
         StateError: a live driver holds the lock; the message names it and how to remove it.
+        NoSpaceError, PermissionFault, FileSystemFault: the lock file cannot be written.
     """
     path = lock_path_for(state_path)
     try:
