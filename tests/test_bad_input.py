@@ -4,8 +4,9 @@ Every case runs the real command line in a fresh interpreter. Permission cases r
 unprivileged user `nobody` (setpriv), because root passes every permission check; those tests
 need setpriv and the nobody account, which the project's machines have.
 
-Exit codes: a read-only or unreadable folder the user named is bad input like any other, so it
-exits 2 with one line naming the folder (the CLI maps every `EconasError` to 2).
+Exit codes: a read-only or unreadable folder the user named (the state folder at launch/resume,
+`--run-dir`, `--data`) is bad input like any other, so it exits 2 with one line naming the folder;
+a full disk or a file system failing mid-run is an environment fault (exit 3, fsio's faults).
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ def test_a_seed_beyond_int64_leaves_nothing(work: Path) -> None:
 def _set_config_json(path: Path, text: str) -> None:
     with h5py.File(path, "r+") as handle:
         handle.attrs["config_json"] = text
+    # a checksum is no signature: whoever edits the file can stamp it again
+    from econas_hpc.store.snapshot import USERBLOCK, stamp
+
+    path.write_bytes(stamp(path.read_bytes()[USERBLOCK:]))
 
 
 def test_config_json_that_is_not_json_falls_back_to_prev_then_one_line(work: Path) -> None:
@@ -132,7 +137,7 @@ def test_config_json_that_is_not_json_falls_back_to_prev_then_one_line(work: Pat
     assert '"loaded_from": ' in proc.stdout and "run1.h5.prev" in proc.stdout
     _set_config_json(prev, "[1, 2")
     proc = run_cli("resume", str(state), cwd=work)
-    one_line(proc, "run1.h5", "JSONDecodeError")
+    one_line(proc, "run1.h5", "config_json is not JSON")
 
 
 def test_state_named_like_a_run_folder(work: Path) -> None:
