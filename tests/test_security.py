@@ -299,7 +299,8 @@ def test_a_dry_run_launch_writes_through_no_planted_link(
     monkeypatch.chdir(tmp_path)
     Path("small.toml").write_text("[search]\ninitial_population = 8\n")
     root = tmp_path / "state" / "run1.d"
-    links = plant_links(root / "run.json", victim)
+    links = plant_links(tmp_path / "state" / "run1.h5", victim)  # r.h5.tmp -> victim, ...
+    links += plant_links(root / "run.json", victim)
     links += plant_links(root / "submitting.json", victim)
     links += plant_links(root / "executor" / "debug-jobs.json", victim)
     argv = ["launch", "--config", "small.toml", "--cycles", "1", "--executor", "debug"]
@@ -392,6 +393,8 @@ def test_a_launched_run_is_private_and_resume_refuses_a_writable_run_folder(
     root = tmp_path / "state" / "run1.d"
     assert mode_of(root) == 0o700
     assert mode_of(root / "run.json") == 0o600
+    for state in ("run1.h5", "run1.h5.prev"):
+        assert mode_of(tmp_path / "state" / state) == 0o600, state
     for events in root.rglob("events.jsonl"):
         assert mode_of(events) == 0o600 and mode_of(events.parent) == 0o700
     root.chmod(0o777)
