@@ -601,3 +601,18 @@ def test_the_cli_refuses_unreasonable_sizes_with_one_line(tmp_path: Path) -> Non
     proc = run_cli("zoo", "create", "--nodes", "100000", cwd=tmp_path)
     assert_one_line(proc, "nodes=100000")
     assert not list(tmp_path.rglob("*.h5*")) and not list(tmp_path.rglob("*.d"))
+
+
+def test_deeply_nested_run_files_are_one_line_or_set_aside(tmp_path: Path) -> None:
+    from econas_hpc.errors import StateError
+    from econas_hpc.search.workitems import RunPaths, read_outcome, read_run_file
+
+    deep = "[" * 100_000 + "]" * 100_000
+    paths = RunPaths.of(tmp_path / "run.h5")
+    paths.root.mkdir(mode=0o700)
+    paths.run_file.write_text(deep)
+    with pytest.raises(StateError, match="unreadable"):
+        read_run_file(paths)
+    result = tmp_path / "result-e000-001.json"
+    result.write_text(deep)
+    assert read_outcome(result, "a" * 12, (0, 1)) is None and not result.exists()

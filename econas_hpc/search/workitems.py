@@ -268,7 +268,7 @@ def read_run_file(paths: RunPaths) -> tuple[TrainOptions, ExecOptions]:
             f"run file {paths.run_file} is missing; it holds the run's train and "
             "execution options and must stay beside the state file"
         ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise StateError(f"run file {paths.run_file} is unreadable: {exc}") from None
 
 
@@ -425,7 +425,7 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # deep nesting: not a result either
         return _set_aside(path, f"unreadable ({exc})")
     try:
         found = (str(data["arch_id"]), int(data["epoch_start"]), int(data["epoch_end"]))
