@@ -616,3 +616,17 @@ def test_deeply_nested_run_files_are_one_line_or_set_aside(tmp_path: Path) -> No
     result = tmp_path / "result-e000-001.json"
     result.write_text(deep)
     assert read_outcome(result, "a" * 12, (0, 1)) is None and not result.exists()
+
+
+def test_zoo_train_refuses_a_writable_zoo_folder(tmp_path: Path) -> None:
+    proc = run_cli("zoo", "create", "--size", "2", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    zoo = tmp_path / "state" / "zoo1.h5"
+    assert mode_of(zoo) == 0o600
+    folder = tmp_path / "state" / "zoo1.d"
+    folder.mkdir()
+    folder.chmod(0o777)
+    argv = ["zoo", "train", str(zoo), "--settings", "c4r4s0e60", "--executor", "debug"]
+    proc = run_cli(*argv, "--dataset", "synthetic", cwd=tmp_path)
+    assert_one_line(proc, str(folder), "writable by group or others")
+    assert list(folder.iterdir()) == []
