@@ -32,6 +32,7 @@ from econas_hpc.cluster.executors import Executor, make_executor
 from econas_hpc.cluster.options import ALIVE_STATES, load_cluster_options
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, EnvironmentFault, StateError
+from econas_hpc.fsio import make_private_dir
 from econas_hpc.search.workitems import ExecOptions
 from econas_hpc.settings import CIFAR_BASE
 from econas_hpc.store.lock import DriverLock, acquire_lock
@@ -128,6 +129,7 @@ def train_zoo(request: ZooTrainRequest) -> TrainSummary:
     store = ZooStore(paths.zoo)
     if not store.exists():
         raise StateError(f"zoo file {paths.zoo} does not exist; create it with `zoo create`")
+    make_private_dir(paths.units.parent, "zoo folder")  # another user's or a writable one: refused
     with acquire_lock(paths.zoo) as lock:
         zoo = store.load()
         check_rules(zoo, paths.zoo)
