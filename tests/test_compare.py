@@ -20,7 +20,7 @@ TINY_TOML = """
 budget_epochs = 6
 seeds = [0, 1]
 top = 1
-retrain_setting = "c9r4s0e2"
+retrain_setting = "c6r4s0e2"
 retrain_recipe = {{ batch_size = 40, cutout_length = 0, drop_path_max = 0.0, \
 auxiliary_weight = 0.0 }}
 device = "cpu"
@@ -36,7 +36,7 @@ mothers_p60 = 1
 mothers_single = 1
 segments = 3
 segment_epochs = 1
-setting = "c9r4s0e3"
+setting = "c6r4s0e3"
 dataset = "synthetic"
 data_dir = "{data}"
 synthetic_train = 120
@@ -106,7 +106,7 @@ def _write(tmp_path: Path) -> Path:
 
 
 def test_budget_must_be_a_multiple_of_the_schedule() -> None:
-    search = SearchConfig(setting="c9r4s0e3", segments=3, segment_epochs=1)
+    search = SearchConfig(setting="c6r4s0e3", segments=3, segment_epochs=1)
     with pytest.raises(ConfigError, match="multiple"):
         CompareConfig(search, TrainOptions(), budget_epochs=7)
 

@@ -160,7 +160,7 @@ def test_the_cli_refuses_a_planted_batch_before_training(cifar_root: Path, tmp_p
         "train",
         "darts_v2",
         "--setting",
-        "c9r4s0e1",
+        "c6r4s0e1",
         "--dataset",
         "cifar10",
         "--data",
