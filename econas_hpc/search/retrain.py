@@ -2,7 +2,8 @@
 
 This module owns the retraining phase of a run: which networks (the search's `final_ranking`,
 top 5 by default), how (the `original` recipe at c0r0s0e600: 600 epochs, cutout 16, path dropout
-0.2, auxiliary weight 0.4, cosine 0.025 -> 0.001 in the supplement profile), as what (one long
+0.2, auxiliary weight 0.4, cosine 0.025 -> 0.001 in the supplement profile; no auxiliary head
+and cosine to 0 in the official one, as the released retrain code), as what (one long
 preemptible job per (network, seed) through the cluster executors; the job runs `run_segment`
 over epochs [0, e), which checkpoints every epoch and at the requeue signal and resumes exactly),
 and where the outcome goes (`/retrain` of the run's HDF5 file, store/retrain_table.py).
