@@ -118,7 +118,8 @@ def test_cli_json_prints_the_series(
     assert main(["report", str(finished), "--out", str(out), "--json"]) == 0
     data = _strict(capsys.readouterr().out)
     fields = {f.name for f in dataclasses.fields(RunHistory)}
-    assert set(data) == fields | {"state", "run", "out_dir", "figures"}
+    assert set(data) == fields | {"score_kind", "state", "run", "out_dir", "figures"}
+    assert "pseudo-accuracy" in data["score_kind"]
     first = read_history(finished).pools[0]  # after the initial population: P20 only
     assert data["pools"][0] == {
         "cycle": 0,
@@ -191,6 +192,7 @@ def test_real_training_gives_parameters_and_the_pareto_front(tmp_path: Path) -> 
     run_search(path, cfg, ExecOptions(executor="debug", device="cpu"), None, train)
     report = run_report(path, tmp_path / "figs")
     _check_files([Path(p) for p in report["figures"]])
+    assert report["score_kind"].startswith("score: selection accuracy (%)")
     nets = report["networks"]
     assert nets and all(n["params"] and n["params"] > 1000 for n in nets)
     full = [n for n in nets if n["segments"] == cfg.segments_per_network]
