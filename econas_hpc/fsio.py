@@ -29,7 +29,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from econas_hpc.errors import EconasError
+from econas_hpc.errors import EconasError, EnvironmentFault
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -37,16 +37,23 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
-class FileSystemFault(EconasError):
-    """A write failed for a reason outside the data being written (disk, permissions)."""
+class FileSystemFault(EnvironmentFault):
+    """A write failed for a reason outside the data being written (disk, permissions); like
+    every `EnvironmentFault` it is one line and exit code 3, never charged to a network."""
+
+    cause = "io"
 
 
 class NoSpaceError(FileSystemFault):
     """The file system holding `path` is full (or the quota is reached)."""
 
+    cause = "no_space"
+
 
 class PermissionFault(FileSystemFault):
     """The process may not write `path` (permissions, read-only file system)."""
+
+    cause = "permission"
 
 
 class UnsafePathError(EconasError):

@@ -20,7 +20,6 @@ from typing import Any
 from econas_hpc.errors import ConfigError, EconasError
 from econas_hpc.records import RunState
 from econas_hpc.search import figures
-from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.history import RunHistory, SegmentFacts, SegmentKey, run_history
 from econas_hpc.search.live import segment_faults
 from econas_hpc.search.scores import score_meaning
@@ -52,7 +51,7 @@ def _facts_of(path: Path) -> SegmentFacts | None:
 def segment_facts(state: RunState, paths: RunPaths) -> dict[SegmentKey, SegmentFacts]:
     """Facts of each network's latest concluded segment and of every concluded segment of the
     cycle in progress (the ones the history needs), from their result files."""
-    cfg = SearchConfig.from_dict(state.config)
+    cfg = state.config
     keys = {(n.arch_id, n.segments_done) for n in state.networks.values() if n.segments_done}
     if state.cycles and state.cycles[-1].cycle == state.cycle:  # planned, not finished
         record = state.cycles[-1]

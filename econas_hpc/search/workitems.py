@@ -64,8 +64,17 @@ class RunPaths:
 
     @classmethod
     def of(cls, state_path: str | Path) -> RunPaths:
-        """The paths of the run whose state file is `state_path` (made absolute)."""
+        """The paths of the run whose state file is `state_path` (made absolute).
+
+        Raises:
+            ConfigError: a state path ending in `.d` (the run folder's own suffix) or a folder.
+        """
         state = Path(state_path).expanduser().absolute()
+        if state.suffix == ".d" or state.is_dir():
+            raise ConfigError(
+                f"state file {state_path} is a folder or ends in .d (the suffix of a run's "
+                "folder); name a file such as state/run1.h5"
+            )
         root = state.with_suffix(".d")
         run = _NAME_UNSAFE.sub("_", state.stem) or "run"
         return cls(
