@@ -20,6 +20,7 @@ from typing import Any
 from econas_hpc.errors import ConfigError, EconasError
 from econas_hpc.records import RunState
 from econas_hpc.search import figures
+from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.history import RunHistory, SegmentFacts, SegmentKey, run_history
 from econas_hpc.search.live import segment_faults
 from econas_hpc.search.scores import score_meaning
@@ -117,7 +118,7 @@ def run_report(
     if draw and out.exists() and not out.is_dir():
         raise ConfigError(f"figure folder {out} is a file; give a folder (--out DIR)")
     state, history = _snapshot(state_path)
-    kind = score_kind(state_path, SearchConfig.from_dict(state.config))
+    kind = score_kind(state_path, state.config)
     written = figures.plot_run(history, out, kind) if draw else []
     return {
         **history.to_dict(),
