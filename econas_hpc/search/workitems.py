@@ -38,6 +38,7 @@ from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.evolution import RESULT_STATUSES
 from econas_hpc.settings import CIFAR_BASE, Base, Setting, make_recipe
 from econas_hpc.space.genotype import check_arch_id
+from econas_hpc.store.binding import RUN_FOLDER_SUFFIX, check_state_path
 from econas_hpc.train import SegmentSpec
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ class RunPaths:
     def of(cls, state_path: str | Path) -> RunPaths:
         """The paths of the run whose state file is `state_path` (made absolute)."""
         state = Path(state_path).expanduser().absolute()
-        root = state.with_suffix(".d")
+        check_state_path(state)
+        root = state.with_suffix(RUN_FOLDER_SUFFIX)
         run = _NAME_UNSAFE.sub("_", state.stem) or "run"
         return cls(
             state,
