@@ -47,6 +47,30 @@ _INT_MINIMUM: dict[str, int] = {
 }
 
 
+SEED_MAX = 2**63 - 1  # seeds are stored as HDF5 int64
+# field -> largest value accepted without `allow_large = true`: far beyond any real search,
+# small enough that a typo (an extra few zeros) cannot plan a run that never ends or exhausts
+# the machine. `seed` and `nodes` have hard limits (HDF5 int64; cells the builder handles).
+_INT_MAXIMUM: dict[str, int] = {
+    "cycles": 1_000_000,
+    "initial_population": 100_000,
+    "continue_p20": 100_000,
+    "continue_p40": 100_000,
+    "mothers_p20": 100_000,
+    "mothers_p40": 100_000,
+    "mothers_p60": 100_000,
+    "mothers_single": 100_000,
+    "max_idle_cycles": 1_000_000,
+    "segment_epochs": 100_000,
+    "final_top": 100_000,
+    "synthetic_train": 1_000_000,
+    "synthetic_test": 1_000_000,
+    "max_attempts": 1_000,
+    "max_redraws": 1_000_000,
+}
+_HARD_MAXIMUM: dict[str, int] = {"seed": SEED_MAX, "nodes": 64}
+
+
 @dataclass(frozen=True, slots=True)
 class SearchConfig:
     """The resolved configuration of one search run (stored in the state file; fixed on resume).
@@ -84,6 +108,7 @@ class SearchConfig:
     max_redraws: int = 100  # mutations of one mother tried to find a child not seen before
     dry_run: bool = False  # score segments with search.dryrun instead of training
     proxy_rank_warn: float = 0.5  # `status` warns when a proxy-rank Spearman falls below this
+    allow_large: bool = False  # accept sizes beyond _INT_MAXIMUM (a deliberate, huge search)
     # The cXrYsZeW rule `setting` is read with, stored so a state file never changes meaning
     # (a state file without it is checked by `settings.check_notation` when loaded).
     notation: str = NOTATION
@@ -164,6 +189,15 @@ def _check_values(cfg: SearchConfig) -> None:
         value = getattr(cfg, name)
         if value < minimum:
             raise ConfigError(f"search config {name}={value} must be >= {minimum}")
+    for name, maximum in _HARD_MAXIMUM.items():
+        if getattr(cfg, name) > maximum:
+            raise ConfigError(f"search config {name}={getattr(cfg, name)} must be <= {maximum}")
+    for name, maximum in _INT_MAXIMUM.items():
+        if getattr(cfg, name) > maximum and not cfg.allow_large:
+            raise ConfigError(
+                f"search config {name}={getattr(cfg, name)} is larger than {maximum}; set "
+                "allow_large = true in [search] (or pass --allow-large) if you mean it"
+            )
     _check_choice("strategy", cfg.strategy, STRATEGIES)
     _check_choice("op_set", cfg.op_set, tuple(OP_SETS))
     _check_choice("profile", cfg.profile, PROFILES)

@@ -18,8 +18,9 @@ from econas_hpc.errors import ConfigError, StateError
 from econas_hpc.records import RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.search.driver import resolve_launch, resume_check, run_search
+from econas_hpc.search.driver import resume_check, run_search
 from econas_hpc.search.dryrun import simulate_search
+from econas_hpc.search.launchfile import resolve_launch
 from econas_hpc.search.reconcile import SearchEvent
 from econas_hpc.search.summary import best_genotypes, find_runs, summarize
 from econas_hpc.search.workitems import (

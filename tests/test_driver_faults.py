@@ -289,11 +289,14 @@ def test_diverged_job_scores_worst_and_is_not_retried(tmp_path: Path) -> None:
 
 
 def test_hanging_job_is_cancelled_past_its_time_limit_and_retried(tmp_path: Path) -> None:
+    """The hung first attempt is the deterministic trigger: it never ends, so it is cancelled
+    once its limit passes. The limit is generous (20 s): the retry, which ends at once, stays
+    far below it however loaded the machine (a 1-second limit once cancelled retries too)."""
     events: list[SearchEvent] = []
     options = _faults(
         DryrunFault("hang", -1, 0, attempts=1),
         executor="local",
-        job_timeout_s=1.0,
+        job_timeout_s=20.0,
         max_concurrent=2,
     )
     state = run_search(

@@ -46,7 +46,7 @@ def _config(data: Path) -> str:
     return (
         "[search]\ncycles = 2\ninitial_population = 2\ncontinue_p20 = 1\ncontinue_p40 = 1\n"
         "mothers_p20 = 1\nmothers_p40 = 0\nmothers_p60 = 0\nsegments = 3\nsegment_epochs = 1\n"
-        f'setting = "c9r4s0e3"\ndataset = "cifar10"\ndata_dir = "{data}"\n'
+        f'setting = "c6r4s0e3"\ndataset = "cifar10"\ndata_dir = "{data}"\n'
         "[train]\nlayers = 3\nrecipe = { batch_size = 50 }\n"
         '[execution]\nexecutor = "local"\ndevice = "cpu"\n[slurm]\nmax_concurrent = 2\n'
     )

@@ -15,11 +15,21 @@ from econas_hpc.ui.search_view import SearchView, render_best, render_status
 
 DEFAULT_STATE = "state/run1.h5"
 DEMO_STATE = "state/demo.h5"
-SEARCH_FLAGS = ("cycles", "seed", "dataset", "data_dir", "dry_run", "strategy", "profile")
+SEARCH_FLAGS = (
+    "cycles",
+    "seed",
+    "dataset",
+    "data_dir",
+    "dry_run",
+    "strategy",
+    "profile",
+    "allow_large",
+)
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from econas_hpc.search.driver import resolve_launch, run_search
+    from econas_hpc.search.driver import run_search
+    from econas_hpc.search.launchfile import resolve_launch
     from econas_hpc.search.summary import summarize_all
 
     search = _picked(args, SEARCH_FLAGS)
@@ -37,7 +47,8 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from econas_hpc.search.driver import resolve_launch, resume_check, run_search
+    from econas_hpc.search.driver import resume_check, run_search
+    from econas_hpc.search.launchfile import resolve_launch
     from econas_hpc.search.summary import summarize_all
 
     search = _picked(args, SEARCH_FLAGS)
@@ -109,6 +120,12 @@ def _add_search_options(parser: argparse.ArgumentParser, title: str) -> None:
     )
     group.add_argument("--strategy", choices=("hierarchical", "single"), help="hierarchical")
     group.add_argument("--profile", choices=("supplement", "official"), help="supplement")
+    group.add_argument(
+        "--allow-large",
+        action="store_true",
+        default=None,
+        help="accept sizes beyond the sanity bounds (e.g. more than 1e6 cycles)",
+    )
 
 
 def _add_detach(parser: argparse.ArgumentParser) -> None:
@@ -126,7 +143,7 @@ def _add_launch_resume(commands: Any) -> None:
     launch.add_argument(
         "--demo",
         action="store_true",
-        help="the small real search on synthetic data that `make run` runs "
+        help="the small real search on real digits that `make run` runs "
         "(econas_hpc/presets/demo.toml)",
     )
     _add_search_options(launch, "search options (fixed for the run)")

@@ -7,17 +7,32 @@ restart in `<folder>/debug-jobs.json`). No subprocess, no scheduler, no submitit
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from econas_hpc.cluster.options import ClusterOptions, JobState
 from econas_hpc.cluster.registry import JobRegistry, pack_items
-from econas_hpc.cluster.tasks import SegmentTask, WorkItem
+from econas_hpc.cluster.tasks import ECONAS_JOB_ID, SegmentTask, WorkItem
 
 __all__ = ["DebugExecutor"]
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _job_id(job_id: str) -> Iterator[None]:
+    old = os.environ.get(ECONAS_JOB_ID)
+    os.environ[ECONAS_JOB_ID] = job_id
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ECONAS_JOB_ID, None)
+        else:
+            os.environ[ECONAS_JOB_ID] = old
 
 
 class DebugExecutor:
@@ -35,7 +50,8 @@ class DebugExecutor:
         for chunk in pack_items(items, self.options.segments_per_job):
             record = self.registry.add(chunk)
             try:
-                SegmentTask()(chunk)
+                with _job_id(record.job_id):  # the worker's events name the job, as elsewhere
+                    SegmentTask()(chunk)
                 record.state = "done"
             except Exception as exc:  # a crashed item is a failed job, as on a cluster
                 log.warning("debug job %s failed: %s", record.job_id, exc)

@@ -193,14 +193,27 @@ def _interruptible_children() -> Iterator[None]:
 
 
 class _SessionSubprocess:
-    """`subprocess` as submitit's local launcher sees it, with every Popen in a new session."""
+    """`subprocess` as submitit's local launcher sees it: every Popen in a new session, its
+    output in `<job folder>/controller.log` (a cancelled controller's traceback included)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(subprocess, name)
 
     @staticmethod
-    def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:  # noqa: N802  (the API)
-        return subprocess.Popen(*args, start_new_session=True, **kwargs)
+    def Popen(command: Any, *args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:  # noqa: N802
+        folder = Path(command[-1]) if isinstance(command, list) else None
+        if folder is None:
+            return subprocess.Popen(command, *args, start_new_session=True, **kwargs)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "controller.log", "ab") as out:  # the child keeps its own copy
+            return subprocess.Popen(
+                command,
+                *args,
+                start_new_session=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                **kwargs,
+            )
 
 
 @contextlib.contextmanager
@@ -210,7 +223,8 @@ def _own_session() -> Iterator[None]:
     Ctrl-C in a terminal signals its whole foreground process group: controllers in the
     driver's group would die with it (tracebacks in the terminal, and every job in flight lost
     and counted as a crash). In their own session they run on, as Slurm jobs do, and `resume`
-    re-attaches them; `cancel` still reaches them by pid.
+    re-attaches them; `cancel` still reaches them by pid. Their output goes to a log file, so
+    a cancelled controller's traceback never lands in the driver's terminal.
     """
     module = submitit.local.local
     original = module.subprocess

@@ -16,7 +16,8 @@ from typing import Any
 from econas_hpc.cluster.driver_job import DriverJob, submit_driver
 from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.errors import StateError
-from econas_hpc.search.driver import LaunchSpec, check_data
+from econas_hpc.search.driver import check_data
+from econas_hpc.search.launchfile import LaunchSpec
 from econas_hpc.search.workitems import ExecOptions, RunPaths, read_run_file
 from econas_hpc.store.binding import check_folder_free
 from econas_hpc.store.lock import acquire_lock

@@ -3,10 +3,12 @@
 This module owns the cycle loop (reconcile -> plan -> write-ahead save -> submit -> poll and
 ingest -> finish the cycle -> save), the run's execution options (`ExecOptions`) and its run file
 `<run>.d/run.json` (train and execution options, so that `resume` needs only the state path),
-the launch/resume checks (an existing state, a changed search config, a missing data
-directory, a second driver) and the launch-file reader (`--config FILE`). It is the single
-writer of the state file. The policy is `evolution`'s, the job bookkeeping `reconcile`'s, the
-items `workitems`'; it never imports torch, and renders nothing (events go to a callback).
+and the launch/resume checks (an existing state, a changed search config, a missing data
+directory, a second driver). It is the single writer of the state file. The policy is
+`evolution`'s, the job bookkeeping `reconcile`'s, the job mechanics `supervise`'s, the items
+`workitems`', the launch files `launchfile`'s; it never imports torch, and renders nothing
+(events go to a callback). A fault outside the network stops the loop with an
+`EnvironmentFault` (exit 3), the segments left pending.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from econas_hpc.cluster.accounting import JobLimits
 from econas_hpc.cluster.executors import make_executor
-from econas_hpc.cluster.options import load_cluster_options
 from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.errors import ConfigError, DataError, StateError
 from econas_hpc.records import RunState
@@ -59,58 +60,11 @@ from econas_hpc.store.binding import (
 )
 from econas_hpc.store.lock import DriverLock, acquire_lock
 from econas_hpc.store.state import StateStore
-from econas_hpc.tomlfile import read_toml
+from econas_hpc.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 60.0  # how often the driver lock's heartbeat is refreshed
-LAUNCH_TABLES: tuple[str, ...] = ("search", "train", "execution", "slurm")
-PRESETS = Path(__file__).resolve().parents[1] / "presets"
-
-
-# --- launch files -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchSpec:
-    """A launch resolved from a config file and command-line overrides."""
-
-    cfg: SearchConfig
-    train: TrainOptions
-    execution: ExecOptions
-
-
-def resolve_launch(
-    config_path: str | Path | None,
-    search: Mapping[str, Any],
-    execution: Mapping[str, Any],
-    demo: bool = False,
-) -> LaunchSpec:
-    """Read `config_path` ([search], [train], [execution], [slurm] tables; all optional) or the
-    demo preset, then apply the command-line `search` and `execution` overrides (None ignored).
-
-    Raises:
-        ConfigError: unreadable file, unknown table or key (listing the valid ones), bad value.
-    """
-    path = PRESETS / "demo.toml" if demo and config_path is None else config_path
-    tables: dict[str, Any] = {}
-    if path is not None:
-        tables = read_toml(path)
-        unknown = sorted(set(tables) - set(LAUNCH_TABLES))
-        if unknown:
-            raise ConfigError(
-                f"config file {path}: unknown table(s) {unknown}; valid tables: "
-                f"{', '.join(LAUNCH_TABLES)}"
-            )
-    try:
-        values = {**tables.get("search", {}), **{k: v for k, v in search.items() if v is not None}}
-        cfg = SearchConfig.from_dict(values)
-        train = TrainOptions.from_dict(tables.get("train", {}))
-    except ConfigError as exc:
-        raise ConfigError(f"{path or 'command line'}: {exc}") from None
-    cluster = load_cluster_options(Path(path) if path and "slurm" in tables else None, {})
-    options = ExecOptions(cluster=cluster).updated({**tables.get("execution", {}), **execution})
-    return LaunchSpec(cfg, train, options)
 
 
 # --- launch and resume ------------------------------------------------------------------------
@@ -305,16 +259,25 @@ def _context(
 ) -> RunContext:
     share_cores(options)
     executor = make_executor(options.executor, paths.executor, options.cluster)
+    jobs = Supervisor(
+        executor,
+        paths.name_prefix,
+        cfg.max_attempts,
+        JobLimits.from_options(options.cluster, executor.kind),
+        options.timeout_s,
+        token=paths.token,
+        probe_root=paths.root,
+        data_dir=None if cfg.dry_run else cfg.data_dir,
+    )
     items = ItemFactory(cfg, train, paths, options)
     return RunContext(
         paths,
         cfg,
         state,
         StateStore(paths.state, pools=evo.current_pools),
-        executor,
+        jobs,
         items,
         emit,
-        options.timeout_s,
         crash_plan(),
     )
 

@@ -6,7 +6,10 @@ This module owns what the search decides, as a deterministic function of the `Ru
 driver executes plans and feeds results back through `apply_result`.
 
 Choices the official code leaves open (documented here, tested in tests/test_evolution.py):
-- Pools are sorted by the latest segment's score, best first; ties keep birth order.
+- Pools are sorted best first, ties in birth order, by `pool_score`: profile `supplement` ranks
+  by the latest segment's score (the proxy at its current budget); profile `official` by the
+  best score over the concluded segments, as the official main.py (its `score` is the max over
+  a network's record entries).
 - Failed, diverged and unbuildable networks keep their record with WORST_SCORE and their status.
   They are left out of the pools (never continued, never mothers) but always counted (networks,
   segments, history); the official code let them vanish.
@@ -102,6 +105,14 @@ def rng_from_json(text: str) -> np.random.Generator:
 # --- pools and tournament ---------------------------------------------------------------------
 
 
+def pool_score(net: NetworkRecord, cfg: SearchConfig) -> float:
+    """The score a pool ranks `net` by: its best concluded segment's score under profile
+    `official` (main.py's max over the record entries), else its latest segment's score."""
+    if cfg.profile == "official" and net.segments_done:
+        return max(net.scores[: net.segments_done])
+    return net.latest_score
+
+
 def current_pools(state: RunState) -> dict[str, list[str]]:
     """The pools of the run's own config at its current cycle (what the state file records)."""
     return pools(state, state.config, state.cycle)
@@ -112,8 +123,8 @@ def pools(state: RunState, cfg: SearchConfig, cycle: int) -> dict[str, list[str]
 
     A pool holds the networks with status "ok" and exactly 1/2/3 segments done (with strategy
     "single": 1 segment, pool P60), minus those idle for `max_idle_cycles` or more
-    (`cycle - last_cycle >= max_idle_cycles`). Order: latest segment score descending, ties
-    in birth order. Every name of POOL_NAMES is present (possibly empty).
+    (`cycle - last_cycle >= max_idle_cycles`). Order: `pool_score` descending, ties in birth
+    order. Every name of POOL_NAMES is present (possibly empty).
     """
     segments = cfg.segments_per_network
     members: dict[str, list[NetworkRecord]] = {name: [] for name in POOL_NAMES}
@@ -125,7 +136,7 @@ def pools(state: RunState, cfg: SearchConfig, cycle: int) -> dict[str, list[str]
         members[pool_name(net.segments_done, segments)].append(net)
     # sorted() is stable, so equal scores keep the birth (insertion) order.
     return {
-        name: [n.arch_id for n in sorted(nets, key=lambda n: -n.latest_score)]
+        name: [n.arch_id for n in sorted(nets, key=lambda n: -pool_score(n, cfg))]
         for name, nets in members.items()
     }
 
@@ -203,7 +214,7 @@ def plan_cycle(state: RunState, cfg: SearchConfig, rng: np.random.Generator) -> 
             children.append((child.arch_id, mother_id, child.to_json()))
     sizes = tuple(len(current[name]) for name in POOL_NAMES)
     best = tuple(
-        state.networks[current[name][0]].latest_score if current[name] else NAN
+        pool_score(state.networks[current[name][0]], cfg) if current[name] else NAN
         for name in POOL_NAMES
     )
     return CyclePlan(

@@ -1,33 +1,27 @@
 """The bookkeeping of a run's jobs: submit, ingest, retry, fail, and reconcile after a restart.
 
-This module owns what happens to a job between its planning and its conclusion, for the driver's
-cycle loop and for resume: the submission transaction (orphan token, one `submit`, job ids,
-save, token removed), the ingestion of result files (each applied exactly once, however often it
-is seen), one batched `poll` with the verdicts it implies (alive, dead without a result, past the
-local time limit), retries up to `max_attempts` and the failed verdict after them, and
-`reconcile` (orphan adoption, late results, re-attachment) when a driver starts on an existing
-state. It also holds `RunContext`, the events the UI renders, and the crash hooks of the
-exactness tests (`ECONAS_CRASH_AT`). It never plans (that is `evolution`) and never loops.
+This module owns what the search records about a job between its planning and its conclusion,
+for the driver's cycle loop and for resume: the submission transaction (the supervisor's token
+and `submit`, job ids recorded and saved), the ingestion of result files (each applied exactly
+once, however often it is seen), what a poll means for the job table (running, dead without a
+result), what the supervisor's decision means for it (planned again, failed, or waiting for a
+fault outside the network: the run stops), and `reconcile` (orphan adoption, late results,
+re-attachment) when a driver starts on an existing state. The job mechanics and the retry
+policy are `supervise`'s. It also holds `RunContext`, the events the UI renders, and the crash
+hooks of the exactness tests (`ECONAS_CRASH_AT`). It never plans (that is `evolution`) and
+never loops.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
-import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-from econas_hpc.cluster.accounting import JobLimits, decide_retry
-from econas_hpc.cluster.executors import Executor
-from econas_hpc.cluster.options import FINAL_STATES
 from econas_hpc.errors import CAUSES, EnvironmentFault
-from econas_hpc.fsio import make_private_dir, write_json_atomic
 from econas_hpc.records import OPEN_JOB_STATES, WORST_SCORE, JobRecord, RunState, utc_now
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
@@ -40,6 +34,7 @@ from econas_hpc.search.workitems import (
     segment_epochs,
 )
 from econas_hpc.store.state import StateStore
+from econas_hpc.supervise import Supervisor, Tracked
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +48,6 @@ CRASH_PHASES: tuple[str, ...] = (
     "after_cycle_saved",
 )
 CRASH_EXIT = 137  # what a SIGKILLed process reports
-# sacct may not know a job for a while after sbatch returned; locally an unknown id is gone.
-UNKNOWN_GRACE_S = {"slurm": 600.0}
-LOW_SPACE_BYTES = 1 << 20  # less free space than this beside the state: the disk is full
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,17 +84,24 @@ class RunContext:
     cfg: SearchConfig
     state: RunState
     store: StateStore
-    executor: Executor
+    jobs: Supervisor  # the job mechanics: tokens, adoption, polling, the retry policy
     items: ItemFactory
     emit: EventSink
-    job_timeout_s: float = 0.0  # > 0: cancel jobs running longer (executors without a scheduler)
     crash: frozenset[tuple[str, int]] = frozenset()
-    running_since: dict[str, float] = field(default_factory=dict)  # job id -> first seen running
     verdicts: dict[str, str] = field(default_factory=dict)  # dead job id -> its final state
     dirty: bool = False  # the state changed since the last save (e.g. jobs seen running)
 
     def event(self, kind: str, message: str, **data: Any) -> None:
         self.emit(SearchEvent(kind, self.state.cycle, message, data))
+
+    def tracked(self, job: JobRecord) -> Tracked:
+        """`job` as the supervisor follows it."""
+        return Tracked(
+            self.paths.job_name(job.arch_id, job.segment),
+            job.job_id,
+            _epoch_s(job.submitted_at),
+            self.paths.net_dir(job.arch_id),
+        )
 
     def crash_point(self, phase: str, cycle: int | None = None) -> None:
         """Die like SIGKILL at `phase` of `cycle` (default: the current one) if ECONAS_CRASH_AT
@@ -130,23 +129,13 @@ def save(ctx: RunContext, closing: int | None = None) -> None:
 # --- submission -------------------------------------------------------------------------------
 
 
-def _write_token(path: Path, payload: dict[str, Any]) -> None:
-    make_private_dir(path.parent)
-    write_json_atomic(path, payload, indent=None, sort_keys=False)
-
-
 def submit_jobs(ctx: RunContext, jobs: Sequence[JobRecord], label: str) -> None:
     """Submit `jobs` as one transaction: orphan token, one `submit`, ids recorded and saved."""
     if not jobs:
         return
     items = [ctx.items.item(ctx.state, job) for job in jobs]
-    token = {
-        "cycle": ctx.state.cycle,
-        "label": label,
-        "items": [[j.arch_id, j.segment, i.name] for j, i in zip(jobs, items, strict=True)],
-    }
-    _write_token(ctx.paths.token, token)  # before submit: a crash leaves the names to look for
-    ids = ctx.executor.submit(items, label=label)
+    # The token first: a crash between submit and the save leaves the names to look for.
+    ids = ctx.jobs.submit(items, label, {"cycle": ctx.state.cycle})
     ctx.crash_point("after_submit")
     now = utc_now()
     for job, job_id in zip(jobs, ids, strict=True):
@@ -162,7 +151,7 @@ def submit_jobs(ctx: RunContext, jobs: Sequence[JobRecord], label: str) -> None:
     )
     save(ctx)
     ctx.crash_point("after_ids_saved")
-    ctx.paths.token.unlink(missing_ok=True)
+    ctx.jobs.submitted()
 
 
 def submit_planned(ctx: RunContext) -> None:
@@ -196,7 +185,7 @@ def apply_outcome(ctx: RunContext, job: JobRecord, outcome: SegmentOutcome) -> b
             checkpoint_path=relative,
             checkpoint_sha256=outcome.checkpoint_sha256,
         )
-    ctx.running_since.pop(job.job_id, None)
+    ctx.jobs.running_since.pop(job.job_id, None)
     kind = "segment_done" if status == "ok" else "failed"
     ctx.event(
         kind,
@@ -224,78 +213,48 @@ def ingest_ready(ctx: RunContext) -> int:
 # --- polling, retries, failures ---------------------------------------------------------------
 
 
-def _age_s(stamp: str) -> float:
+def _epoch_s(stamp: str) -> float:
+    """An ISO 8601 time as seconds since the epoch; NaN when unknown."""
     try:
-        return time.time() - dt.datetime.fromisoformat(stamp).timestamp()
+        return dt.datetime.fromisoformat(stamp).timestamp()
     except ValueError:
-        return float("inf")
+        return float("nan")
 
 
 def poll_jobs(ctx: RunContext) -> list[JobRecord]:
-    """One batched `poll` of the submitted jobs; returns those dead without a result.
-
-    A job is dead when its state is final (or unknown past the grace time) and no result file
-    appeared; a result that appears meanwhile is ingested instead. A job running longer than
-    `job_timeout_s` is cancelled here and found dead by a later poll.
-    """
+    """One batched poll of the submitted jobs (`Supervisor.poll`); returns those dead without a
+    result. A result that appeared meanwhile is ingested instead; a job running past the time
+    limit is cancelled by the supervisor and found dead by a later poll."""
     jobs = [j for j in evo.open_jobs(ctx.state) if j.state != "planned"]
     if not jobs:
         return []
-    states = ctx.executor.poll(sorted({j.job_id for j in jobs}))
-    grace = UNKNOWN_GRACE_S.get(ctx.executor.kind, 0.0)
-    dead, overdue, now = [], [], time.monotonic()
-    for job in jobs:
-        verdict = states.get(job.job_id, "unknown")
-        if verdict == "running":
-            since = ctx.running_since.setdefault(job.job_id, now)
-            if job.state != "running":
-                ctx.state.jobs[job.key] = replace(job, state="running")
-                ctx.dirty = True
-            if ctx.job_timeout_s and now - since > ctx.job_timeout_s:
-                overdue.append(job)
-        if verdict in FINAL_STATES or (verdict == "unknown" and _age_s(job.submitted_at) > grace):
-            outcome = outcome_of(ctx, job)  # it may have finished since the last look
-            if outcome is not None:
-                apply_outcome(ctx, job, outcome)
-            else:
-                dead.append(job)
-                ctx.verdicts[job.job_id] = verdict
-    _cancel_overdue(ctx, overdue)
-    return dead
-
-
-def _cancel_overdue(ctx: RunContext, jobs: list[JobRecord]) -> None:
-    if not jobs:
-        return
-    ids = sorted({j.job_id for j in jobs})
-    ctx.executor.cancel(ids)
-    for job in jobs:
-        ctx.running_since.pop(job.job_id, None)
+    by_name = {ctx.tracked(j).name: j for j in jobs}
+    polled = ctx.jobs.poll([ctx.tracked(j) for j in jobs])
+    for tracked in polled.running:
+        job = by_name[tracked.name]
+        if job.state != "running":
+            ctx.state.jobs[job.key] = replace(job, state="running")
+            ctx.dirty = True
+    dead = []
+    for tracked, verdict in polled.dead:
+        job = by_name[tracked.name]
+        outcome = outcome_of(ctx, job)  # it may have finished since the last look
+        if outcome is not None:
+            apply_outcome(ctx, job, outcome)
+        else:
+            dead.append(job)
+            ctx.verdicts[job.job_id] = verdict
+    for tracked in polled.overdue:
+        job = by_name[tracked.name]
         ctx.event(
             "timeout",
             f"{job.arch_id} segment {job.segment}: job {job.job_id} ran past "
-            f"{ctx.job_timeout_s:.0f} s; cancelled",
+            f"{ctx.jobs.job_timeout_s:.0f} s; cancelled",
             arch_id=job.arch_id,
             segment=job.segment,
             job_id=job.job_id,
         )
-
-
-def probe_environment(paths: RunPaths, cfg: SearchConfig) -> str:
-    """An environment cause the driver can see for itself ("" for none): a nearly full disk, a
-    run folder it cannot write, a data folder it cannot read. Blamed for a crash that left no
-    cause of its own (its worker could not even write its events)."""
-    try:
-        if shutil.disk_usage(paths.root).free < LOW_SPACE_BYTES:
-            return "no_space"
-    except OSError:
-        return "lost_files"
-    if paths.nets.exists() and not os.access(paths.nets, os.W_OK | os.X_OK):
-        return "permission"
-    data = Path(cfg.data_dir)
-    if not cfg.dry_run and data.exists() and not os.access(data, os.R_OK | os.X_OK):
-        return "data"
-    return ""
+    return dead
 
 
 def handle_dead(ctx: RunContext, dead: Sequence[JobRecord]) -> list[JobRecord]:
@@ -304,32 +263,20 @@ def handle_dead(ctx: RunContext, dead: Sequence[JobRecord]) -> list[JobRecord]:
     Ends outside the network (preemptions, node failures, lost files, the data, the disk) are
     never charged; returns the jobs that wait for a person to fix their cause (the driver stops
     for them: `accounting.STOP_CAUSES`)."""
-    limits = JobLimits.from_options(ctx.items.execution.cluster, ctx.executor.kind)
-    probe = probe_environment(ctx.paths, ctx.cfg) if dead else ""
+    probe = ctx.jobs.probe() if dead else ""
     waiting: list[JobRecord] = []
     for job in dead:
-        ctx.running_since.pop(job.job_id, None)
-        end, counters, retry = decide_retry(
-            ctx.paths.net_dir(job.arch_id),
-            ctx.paths.job_name(job.arch_id, job.segment),
-            job.job_id,
-            ctx.verdicts.pop(job.job_id, "unknown"),
-            ctx.cfg.max_attempts,
-            limits,
-            probe,
-        )
+        decision = ctx.jobs.judge(ctx.tracked(job), ctx.verdicts.pop(job.job_id, "unknown"), probe)
+        end = decision.outcome
         why = f"{end.kind}: {end.reason}"
-        if retry or not end.charged:
+        if decision.action != "fail":
             again = replace(job, state="planned", cause=end.cause if end.stops else "")
             ctx.state.jobs[job.key] = again
-            waiting += [again] if end.stops else []
-            charge = f"charged {counters.charged} of {ctx.cfg.max_attempts}"
-            charge = charge if end.charged else "not charged"
-            then = "waiting for the fault to be fixed" if end.stops else "submitting again"
+            waiting += [again] if decision.action == "wait" else []
             ctx.event(
                 "retry",
                 f"{job.arch_id} segment {job.segment}: job {job.job_id} ended "
-                f"without a result ({why}); {charge}; {then}",
+                f"without a result ({why}); {decision.describe(ctx.cfg.max_attempts)}",
                 arch_id=job.arch_id,
                 segment=job.segment,
                 attempt=job.attempt + 1,
@@ -341,8 +288,8 @@ def handle_dead(ctx: RunContext, dead: Sequence[JobRecord]) -> list[JobRecord]:
         evo.apply_result(ctx.state, job.arch_id, job.segment, WORST_SCORE, "failed", job.cycle)
         ctx.event(
             "failed",
-            f"{job.arch_id} segment {job.segment}: {why}; {counters.charged} "
-            "charged end(s) reached max_attempts; network marked failed",
+            f"{job.arch_id} segment {job.segment}: {why}; "
+            f"{decision.describe(ctx.cfg.max_attempts)}; network marked failed",
             arch_id=job.arch_id,
             segment=job.segment,
             status="failed",
@@ -359,12 +306,9 @@ def stop_for_environment(ctx: RunContext, waiting: Sequence[JobRecord]) -> None:
         EnvironmentFault: naming the cause, how many segments wait, and `resume`.
     """
     cause = waiting[0].cause
-    live = [j for j in evo.open_jobs(ctx.state) if j.state in ("submitted", "running")]
-    if live:
-        ctx.executor.cancel(sorted({j.job_id for j in live}))
+    ctx.jobs.cancel(j.job_id for j in evo.open_jobs(ctx.state) if j.state != "planned")
     for job in evo.open_jobs(ctx.state):
         ctx.state.jobs[job.key] = replace(job, state="planned", cause=cause)
-        ctx.running_since.pop(job.job_id, None)
     save(ctx)
     count = len(evo.open_jobs(ctx.state))
     message = (
@@ -381,27 +325,20 @@ def stop_for_environment(ctx: RunContext, waiting: Sequence[JobRecord]) -> None:
 def adopt_orphans(ctx: RunContext) -> int:
     """Give the jobs of an interrupted submission the ids the executor knows them by.
 
-    The token lists the items of a submission whose ids may not have been saved. A job found
-    under a newer id than the recorded one was submitted: it is adopted (attempt + 1) instead of
-    being submitted twice; one found for a segment already concluded is cancelled.
+    The supervisor's token lists the items of a submission whose ids may not have been saved. A
+    job found under a newer id than the recorded one was submitted: it is adopted (attempt + 1)
+    instead of being submitted twice; one found for a segment already concluded is cancelled.
     """
-    try:
-        token = json.loads(ctx.paths.token.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return 0
-    except (OSError, ValueError):
-        log.warning("orphan token %s is unreadable; relying on job states", ctx.paths.token)
-        return 0
-    found = ctx.executor.find(ctx.paths.name_prefix)
+    names = ctx.jobs.token_names()
+    jobs = {ctx.tracked(j).name: j for j in ctx.state.jobs.values()}
+    recorded = {name: job.job_id for name, job in jobs.items()}
     adopted, now = 0, utc_now()
-    for arch_id, segment, name in token.get("items", []):
-        job, job_id = ctx.state.jobs.get((arch_id, int(segment))), found.get(name)
-        if job is None or not job_id or job_id == job.job_id:
-            continue
+    for name, job_id in ctx.jobs.adopt([n for n in names if n in jobs], recorded).items():
+        job = jobs[name]
         if job.state not in OPEN_JOB_STATES:
-            ctx.executor.cancel([job_id])
+            ctx.jobs.cancel([job_id])
             continue
-        evo.record_submission(ctx.state, arch_id, int(segment), job_id, now)
+        evo.record_submission(ctx.state, job.arch_id, job.segment, job_id, now)
         adopted += 1
     if adopted:
         ctx.event(
@@ -437,4 +374,4 @@ def reconcile(ctx: RunContext) -> None:
             planned=planned,
         )
     save(ctx)
-    ctx.paths.token.unlink(missing_ok=True)
+    ctx.jobs.submitted()

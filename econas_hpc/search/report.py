@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from econas_hpc.errors import ConfigError
 from econas_hpc.records import RunState
 from econas_hpc.search import figures
 from econas_hpc.search.history import RunHistory, SegmentFacts, SegmentKey, run_history
@@ -91,10 +92,13 @@ def run_report(
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
-        FileSystemFault, UnsafePathError: the figure folder cannot be written.
+        ConfigError: `out_dir` is a file.
+        FileSystemFault: the figure folder cannot be written.
     """
-    history = read_history(state_path)
     out = Path(out_dir) if out_dir is not None else default_out_dir(state_path)
+    if draw and out.exists() and not out.is_dir():
+        raise ConfigError(f"figure folder {out} is a file; give a folder (--out DIR)")
+    history = read_history(state_path)
     written = figures.plot_run(history, out) if draw else []
     return {
         **history.to_dict(),

@@ -10,8 +10,10 @@ and where the outcome goes (`/retrain` of the run's HDF5 file, store/retrain_tab
 Files live beside the search's (`<run>.d/retrain/<arch_id>-seed<k>/` per training, the
 executor's under `<run>.d/retrain/executor/`); jobs are named `econas-<run>.rt-<arch_id>-s<k>`,
 which the search driver's `econas-<run>-` prefix does not match. `retrain` is idempotent: run it
-again and it adopts the jobs still alive, skips finished trainings, resubmits dead ones (up to
-`max_attempts` per invocation) and rebuilds the table from the result files. It holds the run's
+again and it adopts the jobs still alive, skips finished trainings, resubmits dead ones and
+rebuilds the table from the result files. Jobs are supervised as the search's are
+(`supervise.Supervisor`): up to `max_attempts` charged ends per training, faults outside the
+network never charged, and a fault a person must fix stops it (exit 3). It holds the run's
 driver lock while it drives. It never imports torch.
 """
 
@@ -26,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.cluster.executors import Executor, make_executor
-from econas_hpc.cluster.options import ALIVE_STATES
+from econas_hpc.cluster.accounting import JobLimits
+from econas_hpc.cluster.executors import make_executor
 from econas_hpc.cluster.tasks import WorkItem, read_events
-from econas_hpc.errors import ConfigError, StateError
+from econas_hpc.errors import ConfigError, EnvironmentFault, StateError
 from econas_hpc.search.evolution import final_ranking
 from econas_hpc.search.summary import summarize_retrain  # file-only: status reads it too
 from econas_hpc.search.workitems import ExecOptions, RunPaths, TrainOptions, read_run_file
@@ -38,6 +40,7 @@ from econas_hpc.space.genotype import check_arch_id
 from econas_hpc.store.lock import acquire_lock
 from econas_hpc.store.retrain_table import RetrainRecord, write_retrain_table
 from econas_hpc.store.state import StateStore
+from econas_hpc.supervise import Supervisor, Tracked
 from econas_hpc.train import SegmentSpec, read_result, result_path
 
 __all__ = [
@@ -151,62 +154,79 @@ def plan_retrain(state_path: str | Path, options: RetrainOptions) -> list[Retrai
 
 @dataclass(slots=True)
 class _Tracker:
-    """Job ids, states and submissions of one `retrain` invocation."""
+    """Job ids and states of one `retrain` invocation; the job mechanics and the retry policy
+    are the supervisor's (the same as the search's)."""
 
-    executor: Executor
-    max_attempts: int
+    jobs: Supervisor
     job_ids: dict[str, str] = field(default_factory=dict)  # item name -> job id
+    submitted_at: dict[str, float] = field(default_factory=dict)  # NaN: an adopted job
     states: dict[str, str] = field(default_factory=dict)  # job id -> JobState
-    attempts: dict[str, int] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
-    adopted: set[str] = field(default_factory=set)  # names whose job an earlier run submitted
+    waiting: list[str] = field(default_factory=list)  # why trainings wait for a person
 
-    def adopt(self, jobs: Sequence[RetrainJob], prefix: str) -> None:
+    def adopt(self, jobs: Sequence[RetrainJob]) -> None:
         """Take over the jobs of an earlier invocation, found by name."""
-        names = {job.item.name for job in jobs}
-        found = {n: j for n, j in self.executor.find(prefix).items() if n in names}
+        found = self.jobs.adopt(job.item.name for job in jobs)  # finished ones: for the table
         self.job_ids.update(found)
-        self.adopted.update(found)
-        self.refresh()
+        self.submitted_at.update(dict.fromkeys(found, math.nan))
+        self.refresh(jobs)
 
-    def refresh(self) -> None:
-        if self.job_ids:
-            self.states = dict(self.executor.poll(sorted(set(self.job_ids.values()))))
+    def refresh(self, jobs: Sequence[RetrainJob]) -> None:
+        """Poll the live jobs; judge those that ended without a result (`Supervisor.judge`)."""
+        live = [j for j in jobs if j.item.name in self.job_ids and not _finished(j)]
+        polled = self.jobs.poll([self._tracked(j) for j in live])
+        self.states.update(polled.states)
+        for tracked, verdict in polled.dead:
+            job = next(j for j in live if j.item.name == tracked.name)
+            if _finished(job):  # its result landed since the poll
+                continue
+            decision = self.jobs.judge(tracked, verdict)
+            del self.job_ids[tracked.name]  # submitted again by `submit_missing` unless failed
+            why = f"{tracked.name}: job {tracked.job_id} ended without a result"
+            why += f" ({decision.outcome.reason}); {decision.describe(self.jobs.max_attempts)}"
+            log.warning("%s", why)
+            if decision.action == "fail":
+                self.failed.add(tracked.name)
+            elif decision.action == "wait":
+                self.waiting.append(why)
+
+    def _tracked(self, job: RetrainJob) -> Tracked:
+        name = job.item.name
+        return Tracked(name, self.job_ids[name], self.submitted_at[name], Path(job.spec.run_dir))
 
     def state_of(self, name: str) -> str:
         job_id = self.job_ids.get(name)
         return "" if job_id is None else self.states.get(job_id, "unknown")
 
     def submit_missing(self, jobs: Sequence[RetrainJob]) -> None:
-        """Submit, in one call, every unfinished training without a live job."""
-        todo = []
-        for job in jobs:
-            name = job.item.name
-            if _finished(job) or name in self.failed:
-                continue
-            # "unknown" right after our own submission is accounting lag, not a dead job; for an
-            # adopted job it is one the scheduler forgot.
-            state = self.state_of(name)
-            if state in ALIVE_STATES or (state == "unknown" and name not in self.adopted):
-                continue
-            if self.attempts.get(name, 0) >= self.max_attempts:
-                log.warning(
-                    "%s: %d submissions ended without a result; giving up", name, self.max_attempts
-                )
-                self.failed.add(name)
-                continue
-            todo.append(job)
-        if not todo:
+        """Submit, in one call, every unfinished training without a job (none while waiting)."""
+        todo = [
+            job
+            for job in jobs
+            if not _finished(job) and job.item.name not in self.failed | set(self.job_ids)
+        ]
+        if not todo or self.waiting:
             return
-        ids = self.executor.submit([job.item for job in todo], label="retrain")
+        ids = self.jobs.submit([job.item for job in todo], label="retrain")
         for job, job_id in zip(todo, ids, strict=True):
-            self.job_ids[job.item.name] = job_id
-            self.adopted.discard(job.item.name)
-            self.attempts[job.item.name] = self.attempts.get(job.item.name, 0) + 1
-        self.refresh()
+            self.job_ids[job.item.name], self.submitted_at[job.item.name] = job_id, time.time()
+        self.refresh(jobs)
 
     def finished(self, jobs: Sequence[RetrainJob]) -> bool:
         return all(_finished(job) or job.item.name in self.failed for job in jobs)
+
+    def stop_if_waiting(self, state_path: Path) -> None:
+        """Raise once a training waits for a fault outside the network to be fixed.
+
+        Raises:
+            EnvironmentFault: naming the first cause and how to continue.
+        """
+        if self.waiting:
+            self.jobs.cancel(self.job_ids.values())  # they would meet the same fault
+            raise EnvironmentFault(
+                f"retraining stopped: {self.waiting[0]}; nothing was charged; fix it, then run "
+                f"`econas-hpc retrain {state_path}` again"
+            )
 
 
 def _finished(job: RetrainJob) -> bool:
@@ -276,10 +296,18 @@ def retrain(state_path: str | Path, options: RetrainOptions | None = None) -> li
     gpus = execution.cluster.gpus_per_node or 1
     with acquire_lock(paths.state) as lock:
         folder = retrain_dir(paths.state) / "executor"
+        executor = make_executor(execution.executor, folder, execution.cluster)
+        limits = JobLimits.from_options(execution.cluster, executor.kind)
         tracker = _Tracker(
-            make_executor(execution.executor, folder, execution.cluster), options.max_attempts
+            Supervisor(
+                executor,
+                f"econas-{paths.run}.rt-",
+                options.max_attempts,
+                limits,
+                probe_root=retrain_dir(paths.state),
+            )
         )
-        tracker.adopt(jobs, f"econas-{paths.run}.rt-")
+        tracker.adopt(jobs)
         written: list[RetrainRecord] | None = None
         while True:
             tracker.submit_missing(jobs)
@@ -287,8 +315,9 @@ def retrain(state_path: str | Path, options: RetrainOptions | None = None) -> li
             if records != written:  # NaN != NaN: a pending table is rewritten; it is small
                 write_retrain_table(paths.state, records)
                 written = records
+            tracker.stop_if_waiting(paths.state)
             if not options.wait or tracker.finished(jobs):
                 return records
             time.sleep(execution.poll_s)
             lock.refresh()
-            tracker.refresh()
+            tracker.refresh(jobs)

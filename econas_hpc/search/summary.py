@@ -67,7 +67,9 @@ def _pools(state: RunState, cfg: SearchConfig) -> tuple[dict[str, int], dict[str
     current = evo.pools(state, cfg, max(state.cycle, 0))
     sizes = {name: len(current[name]) for name in POOL_NAMES}
     best = {
-        name: _number(state.networks[current[name][0]].latest_score) if current[name] else None
+        name: _number(evo.pool_score(state.networks[current[name][0]], cfg))
+        if current[name]
+        else None
         for name in POOL_NAMES
     }
     return sizes, best

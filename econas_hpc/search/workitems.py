@@ -65,7 +65,11 @@ class RunPaths:
 
     @classmethod
     def of(cls, state_path: str | Path) -> RunPaths:
-        """The paths of the run whose state file is `state_path` (made absolute)."""
+        """The paths of the run whose state file is `state_path` (made absolute).
+
+        Raises:
+            ConfigError: a state path ending in `.d` (the run folder's own suffix) or a folder.
+        """
         state = Path(state_path).expanduser().absolute()
         check_state_path(state)
         root = state.with_suffix(RUN_FOLDER_SUFFIX)
@@ -408,7 +412,7 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
     A file that exists but is unreadable or belongs to another segment is moved aside to
     `<path>.bad-<pid>` (logged) so that a retry recomputes it: workers skip items whose result
     file exists. "interrupted" results are never final. A result that is a link leading out of
-    the network's folder is never read (moved aside too), nor a checkpoint name that is a path.
+    the network's folder is never read (moved aside too), nor one naming a checkpoint outside it.
     """
     try:
         check_within(path, path.parent, "result")
@@ -428,8 +432,8 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
     if found != (arch_id, *epochs):
         return _set_aside(path, f"for {found}, expected {(arch_id, *epochs)}")
     checkpoint = str(data.get("checkpoint") or "")
-    if checkpoint and (Path(checkpoint).name != checkpoint or checkpoint.startswith(".")):
-        return _set_aside(path, f"naming checkpoint {checkpoint!r}, which is not a file name")
+    if checkpoint and not _inside_name(checkpoint):
+        return _set_aside(path, f"naming checkpoint {checkpoint!r}, which leaves its folder")
     if status == "interrupted":
         return None
     if status not in RESULT_STATUSES or (status == "ok" and not math.isfinite(score)):
@@ -442,6 +446,13 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
         checkpoint,
         str(data.get("checkpoint_sha256") or ""),
     )
+
+
+def _inside_name(name: str) -> bool:
+    """A relative path below the network's folder (the worker writes `checkpoints/<file>`):
+    no absolute path, no `..`, no hidden or empty part."""
+    parts = name.split("/")
+    return not name.startswith("/") and all(p and not p.startswith(".") for p in parts)
 
 
 def _set_aside(path: Path, why: str) -> SegmentOutcome | None:

@@ -129,8 +129,8 @@ def _try_create(path: Path, info: dict[str, Any]) -> bool:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, FILE_MODE)
     except FileExistsError:
         return False
-    except OSError as exc:
-        raise describe_os_error(exc, path, "create") from None
+    except OSError as exc:  # a read-only or foreign state folder: one line, nothing left
+        raise describe_os_error(exc, path, "create the lock file") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(info))
@@ -172,7 +172,10 @@ def acquire_lock(
         NoSpaceError, PermissionFault, FileSystemFault: the lock file cannot be written.
     """
     path = lock_path_for(state_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise describe_os_error(exc, path.parent, "create the state folder") from None
     token = uuid.uuid4().hex
     info = {
         "host": socket.gethostname(),

@@ -9,14 +9,17 @@ Resumable by construction: the zoo file and the per-unit result files are the tr
 keeps nothing else. On start it ingests results that landed while no runner was watching, adopts
 jobs that are still alive (`Executor.find` by the unit's job name, then one `poll`), and submits
 only the rest; a unit interrupted mid-training resumes from its checkpoint (the segment trainer's
-job). A job that ends without a result is resubmitted up to `max_attempts` times, then recorded
-as "failed" (a later `zoo train` retries it). It never imports torch (workers do) or h5py
+job). Jobs are supervised as the search's are (`supervise.Supervisor`): a job that ends without
+a result is resubmitted until `max_attempts` charged ends, then recorded as "failed" (a later
+`zoo train` retries it); faults outside the network are never charged, and one a person must
+fix stops the runner (exit 3). It never imports torch (workers do) or h5py
 (`store.zoo_state` does).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -24,10 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from econas_hpc.cluster.accounting import JobLimits
 from econas_hpc.cluster.executors import Executor, make_executor
 from econas_hpc.cluster.options import ALIVE_STATES, load_cluster_options
 from econas_hpc.cluster.tasks import WorkItem
-from econas_hpc.errors import ConfigError, StateError
+from econas_hpc.errors import ConfigError, EnvironmentFault, StateError
 from econas_hpc.search.workitems import ExecOptions
 from econas_hpc.settings import CIFAR_BASE
 from econas_hpc.store.lock import DriverLock, acquire_lock
@@ -46,11 +50,11 @@ from econas_hpc.study.zoo import (
     result_record,
     unit_spec,
 )
+from econas_hpc.supervise import Supervisor, Tracked
 from econas_hpc.train import SegmentSpec, read_result, result_path
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_POLLS = 5  # a job the scheduler does not know for this many polls in a row is gone
 HEARTBEAT_S = 60.0  # refresh the driver lock this often (other hosts judge staleness by it)
 SYNTHETIC_SEED = 0  # train.segment's: the synthetic dataset is one fixed dataset
 
@@ -176,19 +180,26 @@ class _Context:
 
 
 class _Runner:
-    """The loop: submit, poll (one batched call), ingest, resubmit dead jobs, save."""
+    """The loop: submit, poll (one batched call), ingest, resubmit dead jobs, save. The job
+    mechanics and the retry policy are the supervisor's (the same as the search's)."""
 
     def __init__(self, zoo: ZooState, store: ZooStore, ctx: _Context, summary: TrainSummary):
         self.zoo, self.store, self.ctx, self.summary = zoo, store, ctx, summary
         execution = ctx.execution
-        self.executor: Executor = make_executor(
+        executor: Executor = make_executor(
             execution.executor, ctx.paths.executor, execution.cluster
         )
+        self.jobs = Supervisor(
+            executor,
+            ctx.paths.name_prefix,
+            ctx.max_attempts,
+            JobLimits.from_options(execution.cluster, executor.kind),
+            probe_root=ctx.paths.executor.parent,
+            data_dir=ctx.options.data_dir,
+        )
         self.specs: dict[Unit, SegmentSpec] = {}
-        self.inflight: dict[Unit, str] = {}
+        self.inflight: dict[Unit, Tracked] = {}
         self.queue: list[Unit] = []
-        self.attempts: Counter[Unit] = Counter()
-        self.unknown: Counter[Unit] = Counter()
         self.beat = time.monotonic()
 
     def run(self, units: list[Unit]) -> None:
@@ -202,7 +213,7 @@ class _Runner:
         self._adopt(waiting)
         self.queue = [u for u in waiting if u not in self.inflight]
         # The debug executor trains inside submit(): one unit per call keeps the file current.
-        batch = 1 if self.executor.kind == "debug" else max(1, len(self.queue))
+        batch = 1 if self.jobs.kind == "debug" else max(1, len(self.queue))
         while self.queue or self.inflight:
             if self.queue:
                 self._submit(self.queue[:batch])
@@ -232,17 +243,18 @@ class _Runner:
         )
         return True
 
+    def _tracked(self, unit: Unit, job_id: str, submitted_at: float) -> Tracked:
+        run_dir = Path(self.specs[unit].run_dir)
+        return Tracked(self.ctx.paths.job_name(unit), job_id, submitted_at, run_dir)
+
     def _adopt(self, units: list[Unit]) -> None:
         """Follow the jobs of an earlier runner that still run these units."""
-        if not units:
-            return
-        found = self.executor.find(self.ctx.paths.name_prefix)
-        candidates = {u: found[n] for u in units if (n := self.ctx.paths.job_name(u)) in found}
-        states = self.executor.poll(sorted(set(candidates.values()))) if candidates else {}
-        for unit, job_id in candidates.items():
+        names = {self.ctx.paths.job_name(u): u for u in units}
+        found = self.jobs.adopt(names)
+        states = self.jobs.states(found.values())
+        for name, job_id in found.items():
             if states.get(job_id) in ALIVE_STATES:
-                self.inflight[unit] = job_id
-                self.attempts[unit] += 1
+                self.inflight[names[name]] = self._tracked(names[name], job_id, math.nan)
         self.summary.adopted = len(self.inflight)
         if self.inflight:
             log.info("adopted %d running unit(s) of an earlier runner", len(self.inflight))
@@ -253,43 +265,42 @@ class _Runner:
         return WorkItem(name, "train", spec.to_dict(), str(result_path(spec)))
 
     def _submit(self, units: list[Unit]) -> None:
-        items = [self._item(u) for u in units]
-        job_ids = self.executor.submit(items, label="units")
+        job_ids = self.jobs.submit([self._item(u) for u in units], label="units")
+        now = time.time()
         for unit, job_id in zip(units, job_ids, strict=True):
-            self.inflight[unit] = job_id
-            self.attempts[unit] += 1
+            self.inflight[unit] = self._tracked(unit, job_id, now)
         self.summary.submitted += len(units)
-        log.info("submitted %d unit(s) to the %s executor", len(units), self.executor.kind)
+        log.info("submitted %d unit(s) to the %s executor", len(units), self.jobs.kind)
 
     def _collect(self) -> bool:
         """Ingest finished units and handle dead jobs; True when the zoo changed."""
-        states = self.executor.poll(sorted(set(self.inflight.values())))
+        polled = self.jobs.poll(list(self.inflight.values()))
+        dead = {tracked.name: verdict for tracked, verdict in polled.dead}
         changed = False
-        for unit, job_id in list(self.inflight.items()):
+        for unit, tracked in list(self.inflight.items()):
             if self._ingest(unit):  # after the poll: a job seen ending has written its result
                 del self.inflight[unit]
                 changed = True
-                continue
-            state = states.get(job_id, "unknown")
-            self.unknown[unit] = self.unknown[unit] + 1 if state == "unknown" else 0
-            if state in ALIVE_STATES or 0 < self.unknown[unit] < UNKNOWN_POLLS:
-                continue
-            del self.inflight[unit]
-            changed |= self._give_up_or_retry(unit, f"job {job_id} ended {state} without a result")
+            elif tracked.name in dead:
+                del self.inflight[unit]
+                changed |= self._give_up_or_retry(unit, tracked, dead[tracked.name])
         return changed
 
-    def _give_up_or_retry(self, unit: Unit, why: str) -> bool:
-        if self.attempts[unit] < self.ctx.max_attempts:
-            log.warning("%s %s: %s; resubmitting", unit.arch_id, unit.setting, why)
+    def _give_up_or_retry(self, unit: Unit, tracked: Tracked, verdict: str) -> bool:
+        decision = self.jobs.judge(tracked, verdict)
+        why = f"job {tracked.job_id} ended {verdict} without a result ({decision.outcome.reason})"
+        what = decision.describe(self.ctx.max_attempts)
+        if decision.action == "wait":
+            self.jobs.cancel(t.job_id for t in self.inflight.values())
+            raise EnvironmentFault(
+                f"zoo training stopped: {unit.arch_id} {unit.setting}: {why}; nothing was "
+                f"charged; fix it, then run `econas-hpc zoo train {self.ctx.paths.zoo}` again"
+            )
+        if decision.action == "retry":
+            log.warning("%s %s: %s; %s", unit.arch_id, unit.setting, why, what)
             self.queue.append(unit)
             return False
-        log.warning(
-            "%s %s: %s; recorded as failed after %d attempt(s)",
-            unit.arch_id,
-            unit.setting,
-            why,
-            self.attempts[unit],
-        )
+        log.warning("%s %s: %s; %s; recorded as failed", unit.arch_id, unit.setting, why, what)
         self.zoo.results[unit.key] = failed_record(unit, why)
         self.summary.failed += 1
         return True
