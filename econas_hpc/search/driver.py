@@ -51,6 +51,13 @@ from econas_hpc.search.workitems import (
     read_run_file,
     write_run_file,
 )
+from econas_hpc.store.binding import (
+    check_folder_free,
+    check_run_folder,
+    claim_run_folder,
+    new_run_id,
+    release_run_folder,
+)
 from econas_hpc.store.lock import DriverLock, acquire_lock
 from econas_hpc.store.state import StateStore
 from econas_hpc.supervise import Supervisor
@@ -114,6 +121,7 @@ def _prelaunch(
     )
     _check_submitter(options)
     _refuse_existing(paths)
+    check_folder_free(paths.root, paths.state)
     return cfg, options
 
 
@@ -122,8 +130,14 @@ def _create(
 ) -> tuple[RunState, TrainOptions]:
     _refuse_existing(paths)  # again, under the lock: another launch may have won the race
     state, train = new_state(cfg), train or TrainOptions()
-    write_run_file(paths, train, options)
-    StateStore(paths.state, pools=evo.current_pools).save(state)
+    state.run_id = new_run_id()
+    claim_run_folder(paths.root, state.run_id, paths.state)  # atomic against r.h5 vs r.hdf5
+    try:
+        write_run_file(paths, train, options)
+        StateStore(paths.state, pools=evo.current_pools).save(state)
+    except BaseException:  # nothing saved: the folder is free again for the retry
+        release_run_folder(paths.root, state.run_id, (paths.run_file,))
+        raise
     return state, train
 
 
@@ -132,6 +146,7 @@ def _load(
 ) -> tuple[RunState, TrainOptions, ExecOptions, str]:
     """Load state and run file, check them, then store the execution overrides."""
     state, source = StateStore(paths.state).load_with_source()
+    check_run_folder(paths.root, state.run_id, paths.state)
     note = ""
     if source != paths.state:
         note = (
