@@ -200,20 +200,14 @@ class _SessionSubprocess:
         return getattr(subprocess, name)
 
     @staticmethod
-    def Popen(command: Any, *args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:  # noqa: N802
-        folder = Path(command[-1]) if isinstance(command, list) else None
-        if folder is None:
-            return subprocess.Popen(command, *args, start_new_session=True, **kwargs)
+    def Popen(command: Any, **kwargs: Any) -> subprocess.Popen[Any]:  # noqa: N802  (the API)
+        kwargs["start_new_session"] = True
+        if not isinstance(command, list):
+            return subprocess.Popen(command, **kwargs)
+        folder = Path(command[-1])
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / "controller.log", "ab") as out:  # the child keeps its own copy
-            return subprocess.Popen(
-                command,
-                *args,
-                start_new_session=True,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                **kwargs,
-            )
+            return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **kwargs)
 
 
 @contextlib.contextmanager

@@ -426,8 +426,12 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
     if found != (arch_id, *epochs):
         return _set_aside(path, f"for {found}, expected {(arch_id, *epochs)}")
     checkpoint = str(data.get("checkpoint") or "")
-    if checkpoint and (Path(checkpoint).name != checkpoint or checkpoint.startswith(".")):
-        return _set_aside(path, f"naming checkpoint {checkpoint!r}, which is not a file name")
+    # The trainer names `checkpoints/<file>` (relative to the network's folder); nothing else.
+    parts = Path(checkpoint).parts
+    if checkpoint and (
+        parts[:-1] not in ((), ("checkpoints",)) or parts[-1].startswith(".") or ".." in parts
+    ):
+        return _set_aside(path, f"naming checkpoint {checkpoint!r}, not checkpoints/<file>")
     if status == "interrupted":
         return None
     if status not in RESULT_STATUSES or (status == "ok" and not math.isfinite(score)):
