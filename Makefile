@@ -4,7 +4,7 @@
 #                  TESTS=expr runs only `-x -k expr`
 #   make lint      ruff check, ruff format --check, mypy
 #   make format    ruff format + ruff check --fix
-#   make run       the demo: a small real search on synthetic data, then its status table
+#   make run       the demo: a small real search on real digits (bundled), then its status table
 #   make bench     benchmarks: proxy training vs. the official pipeline, driver work per cycle
 #   make check     lint + test (what CI should run)
 #   make clean     caches and build output (keeps the venv; `rm -rf .venv` for a full reset)
@@ -46,8 +46,8 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The demo: a small real search on synthetic data with the local executor (a few minutes on a
-# 2-core CPU), ending with its status table. Rerunning resumes it (and finishes at once when done);
+# The demo: a small real search on scikit-learn's bundled digits with the local executor (a few
+# minutes on a 2-core CPU), ending with its status table. Rerunning resumes it (and finishes at once when done);
 # delete state/demo.h5* and state/demo.d for a fresh demo.
 run: install
 	@if [ -e state/demo.h5 ]; then $(BIN)/econas-hpc resume state/demo.h5; \

@@ -38,8 +38,8 @@ _PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 class FileSystemFault(EnvironmentFault):
-    """A write failed for a reason outside the data being written (disk, permissions): a fault
-    outside the network (exit code 3, never charged)."""
+    """A write failed for a reason outside the data being written (disk, permissions); like
+    every `EnvironmentFault` it is one line and exit code 3, never charged to a network."""
 
     cause = "io"
 

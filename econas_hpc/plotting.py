@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from econas_hpc.fsio import make_private_dir, write_bytes_atomic
+from econas_hpc.fsio import describe_os_error, write_bytes_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -38,15 +38,22 @@ def new_figure(size_in: tuple[float, float]) -> Figure:
 
 
 def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Write `stem`.png and `stem`.svg into `out_dir` (created private) atomically.
+    """Write `stem`.png and `stem`.svg into `out_dir` (created 0700 when missing) atomically.
+
+    Figures hold nothing private, so an existing folder is used as it is (`/tmp`, a shared
+    project folder); `write_bytes_atomic` never follows a link planted there.
 
     Returns:
         The written paths, PNG first.
 
     Raises:
-        NoSpaceError, PermissionFault, FileSystemFault, UnsafePathError: from `fsio`.
+        NoSpaceError, PermissionFault, FileSystemFault: the folder or a file cannot be written.
     """
-    folder = make_private_dir(Path(out_dir), "figure folder")
+    folder = Path(out_dir)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:  # FileExistsError too: a file where the folder belongs
+        raise describe_os_error(exc, folder, "create") from None
     paths: list[Path] = []
     for fmt in FORMATS:
         buffer = io.BytesIO()

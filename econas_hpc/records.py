@@ -2,8 +2,9 @@
 
 This module owns the in-memory shape of a search run, shared by the pure policy
 (`search.evolution`), the HDF5 store (`store.state`) and the driver. It is bottom layer: standard
-library + numpy only, no I/O, no policy. Records are frozen, slotted dataclasses updated with
-`dataclasses.replace`; `RunState` is the one mutable container (see its docstring).
+library, numpy and the typed `runconfig.SearchConfig` it holds; no I/O, no policy. Records are
+frozen, slotted dataclasses updated with `dataclasses.replace`; `RunState` is the one mutable
+container (see its docstring).
 
 Conventions:
 - Segments are 1-based (segment 1 covers epochs [0, segment_epochs)).
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from econas_hpc.runconfig import SearchConfig
 from econas_hpc.space.genotype import check_arch_id
 
 STATE_SCHEMA_VERSION = 1
@@ -158,7 +160,7 @@ class RunState:
     it. `networks` and `jobs` keep insertion (= birth / planning) order.
     """
 
-    config: dict[str, Any]
+    config: SearchConfig  # the resolved search config, fixed for the run
     seed: int
     rng_state: str  # JSON of the numpy bit generator state after the latest plan
     cycle: int = INITIAL_CYCLE
@@ -173,7 +175,7 @@ class RunState:
         """A plain, JSON-ready dict (NaN stays float NaN); equal runs give equal dumps."""
         return {
             "schema_version": self.schema_version,
-            "config": self.config,
+            "config": self.config.to_dict(),
             "seed": self.seed,
             "rng_state": self.rng_state,
             "cycle": self.cycle,

@@ -204,7 +204,7 @@ def test_global_batch_rule() -> None:
     full, half = scaled_recipe(spec, 32), scaled_recipe(spec, 16)
     assert (full.batch_size, full.lr_max, full.warmup_lr_start) == (2048, 0.8, 0.2)
     assert (half.batch_size, half.lr_max, half.warmup_lr_start) == (1024, 0.4, 0.1)
-    assert (full.weight_decay, full.label_smoothing, full.auxiliary_weight) == (3e-5, 0.1, 0.4)
+    assert (full.weight_decay, full.label_smoothing, full.auxiliary_weight) == (3e-5, 0.0, 0.4)
     assert (full.epochs, full.warmup_epochs, full.grad_clip) == (150, 2, 5.0)
 
 

@@ -29,7 +29,6 @@ from econas_hpc.data.synthetic import write_synthetic_cifar
 from econas_hpc.errors import EXIT_ENVIRONMENT
 from econas_hpc.records import RunState
 from econas_hpc.search import evolution as evo
-from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.reconcile import CRASH_ENV
 from econas_hpc.search.workitems import RunPaths
 from econas_hpc.store.lock import lock_path_for
@@ -88,8 +87,7 @@ def _launch(run: Path, data: Path, **env: str) -> subprocess.Popen[str]:
 
 
 def _answer(state: RunState) -> list[tuple[str, float]]:
-    cfg = SearchConfig.from_dict(state.config)
-    return evo.final_ranking(state, cfg, 5)
+    return evo.final_ranking(state, state.config, 5)
 
 
 def _assert_nothing_failed(state: RunState) -> None:

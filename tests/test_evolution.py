@@ -201,6 +201,28 @@ def test_pool_ties_keep_birth_order_and_failures_are_excluded() -> None:
     assert evo.summary_counts(state)["networks"] == 16
 
 
+def test_official_pools_rank_by_best_segment_supplement_by_latest() -> None:
+    # Two networks reach P40: A scored 80 then 60, B 70 then 65. The official main.py ranks by
+    # the max over a network's entries (A 80 > B 70); the supplement profile by the latest
+    # segment (B 65 > A 60). The continuation (top 1 of P40) follows that order.
+    for profile, first in (("official", 0), ("supplement", 1)):
+        cfg = SearchConfig(profile=profile, continue_p20=2, continue_p40=1)
+        state, rng = _initial_state(cfg)
+        ids = list(state.networks)
+        for k, arch_id in enumerate(ids):
+            evo.apply_result(state, arch_id, 1, (80.0, 70.0)[k] if k < 2 else 10.0, "ok", -1)
+        evo.finish_cycle(state)
+        evo.apply_plan(state, evo.plan_cycle(state, cfg, rng))
+        assert {a for a, seg in state.cycles[-1].continued} == set(ids[:2])
+        for arch_id, score in ((ids[0], 60.0), (ids[1], 65.0)):
+            evo.apply_result(state, arch_id, 2, score, "ok", 0)
+        pool = evo.pools(state, cfg, 1)["P40"]
+        assert pool == [ids[first], ids[1 - first]]
+        assert evo.pool_score(state.networks[ids[0]], cfg) == (
+            80.0 if profile == "official" else 60.0
+        )
+
+
 def test_apply_result_is_idempotent_and_checked() -> None:
     cfg = SearchConfig()
     state, _ = _initial_state(cfg)

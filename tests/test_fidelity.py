@@ -22,6 +22,7 @@ from econas_hpc.search.config import SearchConfig
 from econas_hpc.settings import (
     CIFAR_BASE,
     NOTATION,
+    Recipe,
     Setting,
     check_notation,
     make_recipe,
@@ -30,9 +31,16 @@ from econas_hpc.settings import (
 from econas_hpc.space.catalog import ZOO_OPS
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.sampling import mutate, reconcat, sample_genotype
+from econas_hpc.store.snapshot import USERBLOCK, stamp
 from econas_hpc.store.state import StateStore
 from econas_hpc.store.zoo_state import ZooSetting, ZooStore
-from econas_hpc.study.metrics import entropy, factor_lines, line_values
+from econas_hpc.study.metrics import (
+    entropy,
+    factor_lines,
+    line_values,
+    spearman,
+    tolerant_spearman,
+)
 from econas_hpc.study.report import ReportOptions, entropy_lines, zoo_report
 from econas_hpc.study.zoo import check_rules, create_zoo
 
@@ -75,6 +83,7 @@ def _legacy_zoo(path: Path) -> None:
         del handle.attrs["cell_concat"]
         config = json.loads(handle.attrs["config_json"])
         handle.attrs["config_json"] = json.dumps({**config, "concat_mode": "clean"})
+    path.write_bytes(path.read_bytes()[USERBLOCK:])  # that version wrote no checksum block
 
 
 def test_zoo_train_and_report_refuse_an_old_rule_zoo(
@@ -153,14 +162,17 @@ def test_legacy_notation_is_read_only_where_both_rules_agree(tmp_path: Path) -> 
 
 def _old_state(path: Path, setting: str) -> None:
     """A run state as the previous version wrote it: its config has no `notation` key."""
-    config = SearchConfig(setting=setting, dataset="synthetic").to_dict()
-    del config["notation"]
-    StateStore(path).save(RunState(config=config, seed=0, rng_state="{}"))
+    StateStore(path).save(RunState(SearchConfig(setting=setting, dataset="synthetic"), 0, "{}"))
+    with h5py.File(path, "r+") as handle:
+        config = json.loads(handle.attrs["config_json"])
+        del config["notation"]
+        handle.attrs["config_json"] = json.dumps(config)
+    path.write_bytes(stamp(path.read_bytes()[USERBLOCK:]))  # intact, as that version wrote it
 
 
 def test_state_files_of_the_old_notation(tmp_path: Path) -> None:
     _old_state(tmp_path / "same.h5", "c4r4s0e60")
-    assert StateStore(tmp_path / "same.h5").load().config["setting"] == "c4r4s0e60"
+    assert StateStore(tmp_path / "same.h5").load().config.setting == "c4r4s0e60"
     _old_state(tmp_path / "changed.h5", "c3r4s0e60")  # old c3 = 12 channels, now 13
     with pytest.raises(StateError, match="c3r4s0e60"):
         StateStore(tmp_path / "changed.h5").load()
@@ -200,3 +212,147 @@ def test_rho_e_reads_minus_one_when_rho_sp_falls_as_channels_shrink(tmp_path: Pa
     assert entropy([0.9, 0.7, 0.8, 0.6, 0.5]) == pytest.approx(-0.9)
     lines = line_values(factor_lines(list(rho)), rho)
     assert [s for s, _ in lines["c"][0]] == line["settings"]  # the figure's order
+
+
+# --- 4. tolerant rho_sp (supplement B) ------------------------------------------------------
+
+
+def test_tolerant_supplement_example_two_models_0_1_apart_in_both() -> None:
+    # Supplement B: "if the accuracy differences of two models are 0.1 in both original and
+    # reduced settings, ... no ranking difference despite the ranking change".
+    assert spearman([90.0, 90.1], [80.1, 80.0]) == pytest.approx(-1.0)
+    assert tolerant_spearman([90.0, 90.1], [80.1, 80.0], 0.15) == pytest.approx(1.0)
+
+
+def test_tolerant_chain_does_not_forgive_a_reversal_larger_than_b() -> None:
+    # A, B, C = 90.0/90.2, 90.1/90.1, 90.2/90.0. A-B and B-C are within 0.15 in both settings
+    # (forgiven); A-C is 0.2 apart in both and reversed: d_A = 1/2 (sgn(-0.2) - sgn(0.2)) = -1,
+    # d_B = 0, d_C = +1; rho = 1 - 6 * 2 / (3 * 8) = 0.5 (plain Spearman: -1).
+    orig, reduced = [90.0, 90.1, 90.2], [90.2, 90.1, 90.0]
+    assert tolerant_spearman(orig, reduced, 0.15) == pytest.approx(0.5)
+    assert spearman(orig, reduced) == pytest.approx(-1.0)
+
+
+def test_tolerant_hand_cases() -> None:
+    # Close in the original only (0.1) but 0.5 apart in the reduced: costs as plain Spearman.
+    # Ranks 1,2,3 vs 2,1,3: d = -1, 1, 0 -> rho = 1 - 6 * 2 / 24 = 0.5.
+    assert tolerant_spearman([90.0, 90.1, 95.0], [80.5, 80.0, 85.0]) == pytest.approx(0.5)
+    # A-B reversed 0.1 apart in both (forgiven), C-D reversed 1.0 apart (not): plain d =
+    # -1, 1, -1, 1 -> 1 - 6 * 4 / 60 = 0.6; tolerant d = 0, 0, -1, 1 -> 1 - 6 * 2 / 60 = 0.8.
+    orig, reduced = [90.0, 90.1, 91.0, 92.0], [80.1, 80.0, 82.0, 81.0]
+    assert spearman(orig, reduced) == pytest.approx(0.6)
+    assert tolerant_spearman(orig, reduced, 0.15) == pytest.approx(0.8)
+    # "Within b" includes b itself (float rounding aside); 0.16 is beyond it.
+    assert tolerant_spearman([90.0, 90.15], [80.15, 80.0], 0.15) == pytest.approx(1.0)
+    assert tolerant_spearman([90.0, 90.16], [80.15, 80.0], 0.15) == pytest.approx(-1.0)
+
+
+def test_tolerant_range_and_band_zero() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(2, 9))
+        x, y = rng.normal(90, 0.2, n), rng.normal(80, 0.2, n)
+        value = tolerant_spearman(x, y, 0.15)
+        assert -1.0 - 1e-12 <= value <= 1.0 + 1e-12
+        assert tolerant_spearman(x, y, 0.0) == pytest.approx(spearman(x, y), abs=1e-12)
+    reversed_far = tolerant_spearman([1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], 0.15)
+    assert reversed_far == pytest.approx(-1.0)  # nothing within b: a full reversal
+
+
+# --- 5. profiles ----------------------------------------------------------------------------
+
+
+def test_supplement_search_recipe_scales_cutout_and_keeps_the_corrections() -> None:
+    # E.1: "the other hyper-parameters remain the same as stated in Section E.2"; E.2 rule 3:
+    # cutout follows the resolution: 16 px / 2^(r/2) -> r0 16, r2 8, r3 5.66 -> 6, r4 4.
+    cutouts = [make_recipe("search", Setting(4, r, 0, 60)).cutout_length for r in (0, 2, 3, 4)]
+    assert cutouts == [16, 8, 6, 4]
+    sup = make_recipe("search", Setting.parse("c4r4s0e60"))
+    assert (sup.lr_max, sup.lr_min, sup.drop_path_max, sup.auxiliary_weight) == (
+        0.025,
+        0.001,
+        0.0,
+        0.0,
+    )
+    # Corrections of ours, kept and documented: held-out selection, momentum across segments.
+    assert (sup.selection, sup.val_fraction, sup.carry_momentum) == ("val", 0.1, True)
+    off = make_recipe("search", Setting.parse("c4r4s0e60"), "official")
+    assert (off.cutout_length, off.selection, off.carry_momentum) == (0, "test", False)
+
+
+def test_official_retraining_has_no_auxiliary_head() -> None:
+    for kind, setting in (("original", "c0r0s0e600"), ("reduced", "c4r4s0e30")):
+        assert make_recipe(kind, Setting.parse(setting), "official").auxiliary_weight == 0.0
+        assert make_recipe(kind, Setting.parse(setting), "supplement").auxiliary_weight == 0.4
+
+
+# --- 6. ImageNet augmentation (supplement E.3) ---------------------------------------------
+
+
+def test_imagenet_supplement_is_resnet_augmentation_jitter_and_smoothing_when_configured() -> None:
+    from torchvision import transforms
+
+    from econas_hpc.data.imagenet import imagenet_transforms
+
+    sup = make_recipe("imagenet", Setting.parse("c0r0s0e150"))
+    assert (sup.color_jitter, sup.label_smoothing) == (0.0, 0.0)
+    train, _ = imagenet_transforms(224, sup.color_jitter)
+    kinds = [type(t) for t in train.transforms]
+    assert kinds == [
+        transforms.RandomResizedCrop,
+        transforms.RandomHorizontalFlip,
+        transforms.ToTensor,
+        transforms.Normalize,
+    ]
+    configured = make_recipe(
+        "imagenet", Setting.parse("c0r0s0e150"), overrides={"color_jitter": 0.4}
+    )
+    jittered, _ = imagenet_transforms(224, configured.color_jitter)
+    (jitter,) = [t for t in jittered.transforms if isinstance(t, transforms.ColorJitter)]
+    assert jitter.brightness == (0.6, 1.4) and jitter.hue == (-0.2, 0.2)  # DARTS' 0.4 / 0.2
+    smoothing = make_recipe(
+        "imagenet", Setting.parse("c0r0s0e150"), overrides={"label_smoothing": 0.1}
+    )
+    assert smoothing.label_smoothing == 0.1
+
+
+def test_recipe_from_an_older_dict_without_color_jitter() -> None:
+    data = make_recipe("search", Setting.parse("c4r4s0e60")).to_dict()
+    del data["color_jitter"]
+    assert Recipe.from_dict(data).color_jitter == 0.0
+
+
+# --- 7. the ImageNet MAC count and its note -----------------------------------------------
+
+
+def test_inspect_imagenet_keeps_conv_linear_count_and_explains_574m(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["inspect", "darts_v2", "--dataset", "imagenet", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert round(info["macs"] / 1e6, 1) == 529.9  # conv + linear, 14 cells, C = 48, 224 px
+    note = info["macs_note"]
+    assert "574 M" in note and "never published" in note and "544.6 M" in note
+    assert main(["inspect", "darts_v2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["macs_note"] is None  # CIFAR: no note
+
+
+def test_elementwise_count_by_hand() -> None:
+    import torch
+    from torch import nn
+
+    from econas_hpc.nn.cost import count_elementwise_ops, count_macs
+
+    # 3 x 8 x 8 input: conv 3 -> 4 (3x3, pad 1) = 4*8*8*3*9 = 6912 MACs; BN 2 x 256; ReLU
+    # 256; max pool 2x2 reads 256; global pool reads 4*4*4 = 64; linear 4 -> 2 = 8 MACs.
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    ).to(torch.float32)
+    assert count_macs(model, 8) == 6912 + 8
+    assert count_elementwise_ops(model, 8) == 512 + 256 + 256 + 64

@@ -69,7 +69,7 @@ def _net(arch_id: str, scores: tuple[float, ...], status: str = "ok") -> Network
 
 
 def test_proxy_rank_needs_three_ok_networks_with_both_scores() -> None:
-    state = RunState({}, 0, "")
+    state = RunState(SearchConfig(), 0, "")
     for net in (
         _net("a", (50.0, 60.0)),
         _net("b", (40.0, 55.0)),

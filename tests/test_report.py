@@ -7,7 +7,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import queue
+import subprocess
+import sys
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -152,6 +155,17 @@ def test_bad_state_paths_fail_in_one_line(
     assert not (tmp_path / "o").exists() and not default_out_dir(garbage).exists()
 
 
+def test_an_out_path_that_is_a_file_fails_in_one_line(
+    finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "taken"
+    taken.write_bytes(b"mine")
+    assert main(["report", str(finished), "--out", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(taken) in err and "is a file" in err
+    assert taken.read_bytes() == b"mine"
+
+
 TINY = SearchConfig(
     cycles=2,
     initial_population=3,
@@ -161,7 +175,7 @@ TINY = SearchConfig(
     mothers_p40=0,
     mothers_p60=0,
     segment_epochs=1,
-    setting="c9r4s0e3",
+    setting="c6r4s0e3",
     dataset="synthetic",
     synthetic_train=200,
     synthetic_test=50,
@@ -170,7 +184,7 @@ TINY = SearchConfig(
 
 @pytest.mark.slow
 def test_real_training_gives_parameters_and_the_pareto_front(tmp_path: Path) -> None:
-    """Real training (4 channels, 8 px, 3 cells, 1-epoch segments) in-process."""
+    """Real training (5 channels, 8 px, 3 cells, 1-epoch segments) in-process."""
     cfg = TINY.replace(data_dir=str(tmp_path / "data"))
     train = TrainOptions(layers=3, recipe=(("batch_size", 50),))
     path = tmp_path / "real.h5"
@@ -286,6 +300,35 @@ def test_report_while_a_driver_writes(tmp_path: Path) -> None:
     assert [(k, c) for k, c, _ in moments][-1] == ("cycle_done", SMALL.cycles - 1)
     assert read_history(path).complete and seen
     _check_files(sorted((tmp_path / "figs").iterdir(), key=_figure_order))
+
+
+def test_report_while_another_process_drives(tmp_path: Path) -> None:
+    """The driver in its own process (the CLI), reports read in a loop until it exits: every
+    read either finds no state yet or a sane snapshot, never a torn one, and cycles only grow."""
+    path = tmp_path / "proc.h5"
+    command = [sys.executable, "-m", "econas_hpc", "launch", "--state", str(path)]
+    command += ["--dry-run", "--cycles", "6", "--executor", "debug"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
+    cycles: list[int] = []
+    try:
+        while driver.poll() is None:
+            try:
+                history = read_history(path)
+            except StateError:
+                assert not cycles, "the state vanished after it existed"
+                continue
+            _sane(history)
+            assert not cycles or history.cycle >= cycles[-1]
+            cycles.append(history.cycle)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.wait()
+    assert driver.returncode == 0
+    final = run_report(path, tmp_path / "figs")
+    assert final["complete"] and final["cycle"] == 6
+    _check_files([Path(p) for p in final["figures"]])
 
 
 def _figure_order(path: Path) -> tuple[int, str]:

@@ -62,7 +62,7 @@ def state_path(tmp_path: Path) -> Path:
         networks[genotype.arch_id] = NetworkRecord(
             genotype.arch_id, "", genotype.to_json(), 0, 0, done, scores, "ok"
         )
-    state = RunState(config=cfg.to_dict(), seed=0, rng_state="{}", cycle=3, networks=networks)
+    state = RunState(config=cfg, seed=0, rng_state="{}", cycle=3, networks=networks)
     path = tmp_path / "state" / "run1.h5"
     StateStore(path).save(state)
     paths = RunPaths.of(path)
@@ -99,7 +99,7 @@ def test_plan_takes_the_top_networks_in_the_original_recipe(state_path: Path) ->
 
 def test_nothing_to_retrain_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "empty.h5"
-    StateStore(path).save(RunState(config=SearchConfig().to_dict(), seed=0, rng_state="{}"))
+    StateStore(path).save(RunState(config=SearchConfig(), seed=0, rng_state="{}"))
     with pytest.raises(StateError, match="no network that finished all 3 segment"):
         plan_retrain(path, RetrainOptions())
 

@@ -416,6 +416,10 @@ def _edit_ids(path: Path, new_id: str) -> None:
         values = list(ids.asstr()[()])
         values[0] = new_id
         ids[...] = values
+    # a checksum is no signature: whoever edits the file can stamp it again
+    from econas_hpc.store.snapshot import USERBLOCK, stamp
+
+    path.write_bytes(stamp(path.read_bytes()[USERBLOCK:]))
 
 
 def test_a_traversing_network_id_in_the_state_is_refused_on_resume(
@@ -498,7 +502,99 @@ def test_checkpoints_and_results_linked_out_of_the_folder_are_refused(
     result.symlink_to(victim)
     assert read_outcome(result, "a" * 12, (0, 1)) is None
     assert not result.exists() and victim.read_bytes() == VICTIM_BYTES
-    # a result naming a checkpoint path instead of a file name is set aside too
+    # a result naming a checkpoint outside its folder is set aside too
     fields = {"arch_id": "a" * 12, "epoch_start": 0, "epoch_end": 1, "status": "ok"}
     result.write_text(json.dumps({**fields, "score": 50.0, "checkpoint": "../../../x.pt"}))
     assert read_outcome(result, "a" * 12, (0, 1)) is None and not result.exists()
+
+
+# --- 5. bounded parsing ---------------------------------------------------------------------
+
+DARTS_V2_LITERAL = (
+    "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
+    "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
+    "('dil_conv_3x3', 2)], normal_concat={}, reduce=[('max_pool_3x3', 0), "
+    "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
+    "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"
+)
+
+
+def _peak_bytes(call: object) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        call()  # type: ignore[operator]
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+@pytest.mark.parametrize("concat", ["range(0, 30000000)", "range(0, 2000000000)", "range(7)"])
+def test_a_long_concat_range_is_refused_before_it_is_built(concat: str) -> None:
+    from econas_hpc.errors import InvalidGenotypeError
+    from econas_hpc.space.genotype import Genotype
+
+    text = DARTS_V2_LITERAL.format(concat)
+
+    def parse() -> None:
+        with pytest.raises(InvalidGenotypeError, match="concatenates at most 6"):
+            Genotype.from_literal(text)
+
+    assert _peak_bytes(parse) < 1_000_000  # 30M ints would be > 200 MB
+    assert Genotype.from_literal(DARTS_V2_LITERAL.format("range(2, 6)")).normal_concat == (
+        2,
+        3,
+        4,
+        5,
+    )
+
+
+def test_deeply_nested_genotype_json_is_one_line_not_a_traceback() -> None:
+    from econas_hpc.cli import main
+    from econas_hpc.errors import InvalidGenotypeError
+    from econas_hpc.space.genotype import MAX_TEXT, Genotype, parse_genotype
+
+    deep = "[" * 40_000 + "]" * 40_000  # fits MAX_TEXT, deeper than the recursion limit
+    with pytest.raises(InvalidGenotypeError, match="nested too deeply"):
+        Genotype.from_json('{"normal": ' + deep + "}")
+    huge = '{"normal": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(InvalidGenotypeError, match=f"at most {MAX_TEXT}"):
+        parse_genotype(huge)
+    with pytest.raises(InvalidGenotypeError):
+        parse_genotype("Genotype(normal=" + "[" * 100_000 + ")")
+    assert main(["inspect", huge]) == 2
+
+
+def test_unreasonable_search_sizes_need_allow_large() -> None:
+    from econas_hpc.errors import ConfigError
+    from econas_hpc.search.config import SearchConfig
+
+    for key, value in (
+        ("cycles", 10**23),
+        ("initial_population", 10**8),
+        ("mothers_p20", 10**6),
+        ("max_redraws", 10**9),
+    ):
+        with pytest.raises(ConfigError, match=f"{key}={value} is larger than .*allow_large"):
+            SearchConfig.from_dict({key: value})
+    assert SearchConfig.from_dict({"cycles": 2_000_000, "allow_large": True}).cycles == 2_000_000
+    for key, value in (("seed", 10**23), ("nodes", 1000)):  # hard limits: no override
+        with pytest.raises(ConfigError, match=f"{key}={value} must be <="):
+            SearchConfig.from_dict({key: value, "allow_large": True})
+
+
+def test_the_cli_refuses_unreasonable_sizes_with_one_line(tmp_path: Path) -> None:
+    proc = run_cli(
+        "launch", "--cycles", "100000000", "--dry-run", "--executor", "debug", cwd=tmp_path
+    )
+    assert_one_line(proc, "cycles=100000000", "allow-large")
+    Path(tmp_path / "big.toml").write_text("[search]\ninitial_population = 100000000\n")
+    proc = run_cli("launch", "--config", "big.toml", "--dry-run", cwd=tmp_path)
+    assert_one_line(proc, "initial_population=100000000")
+    proc = run_cli("zoo", "create", "--size", "100000000", cwd=tmp_path)
+    assert_one_line(proc, "zoo size 100000000", "--allow-large")
+    proc = run_cli("zoo", "create", "--nodes", "100000", cwd=tmp_path)
+    assert_one_line(proc, "nodes=100000")
+    assert not list(tmp_path.rglob("*.h5*")) and not list(tmp_path.rglob("*.d"))

@@ -87,12 +87,9 @@ def test_search_recipe_profiles() -> None:
             5.0,
             0.9,
         )
-        assert (r.cutout_length, r.drop_path_max, r.auxiliary_weight, r.eval_batch_size) == (
-            0,
-            0.0,
-            0.0,
-            192,
-        )
+        assert (r.drop_path_max, r.auxiliary_weight, r.eval_batch_size) == (0.0, 0.0, 192)
+    # E.1 -> E.2 rule 3: 16 px scaled with the side; the released search code has no cutout.
+    assert (sup.cutout_length, off.cutout_length) == (4, 0)
     assert (sup.lr_max, sup.lr_min, sup.carry_momentum) == (0.025, 0.001, True)
     assert (sup.selection, sup.cell_output, sup.val_fraction) == ("val", "clean", 0.1)
     assert (off.lr_max, off.lr_min, off.carry_momentum) == (0.1, 0.0, False)
@@ -105,14 +102,18 @@ def test_original_reduced_imagenet_recipes() -> None:
     assert (orig.epochs, orig.batch_size, orig.lr_max, orig.lr_min) == (600, 96, 0.025, 0.001)
     assert (orig.cutout_length, orig.drop_path_max, orig.auxiliary_weight) == (16, 0.2, 0.4)
     assert orig.eval_batch_size == 96
-    assert make_recipe("original", ORIGINAL, "official").lr_min == 0.0
+    official = make_recipe("original", ORIGINAL, "official")
+    assert (official.lr_min, official.auxiliary_weight, official.cutout_length) == (0.0, 0.0, 16)
     red = make_recipe("reduced", Setting.parse("c4r4s2e30"))
     assert (red.epochs, red.drop_path_max, red.cutout_length, red.batch_size) == (30, 0.0, 4, 96)
     assert make_recipe("reduced", Setting(2, 0, 0, 90)).cutout_length == 16
     img = make_recipe("imagenet", Setting(0, 0, 0, 150))
     assert (img.epochs, img.batch_size, img.lr_max, img.lr_min) == (150, 2048, 0.8, 0.0)
     assert (img.warmup_epochs, img.warmup_lr_start, img.weight_decay) == (2, 0.2, 3e-5)
-    assert (img.label_smoothing, img.auxiliary_weight, img.cutout_length) == (0.1, 0.4, 0)
+    assert (img.label_smoothing, img.auxiliary_weight, img.cutout_length) == (0.0, 0.4, 0)
+    assert img.color_jitter == 0.0  # supplement E.3: ResNet augmentation only
+    darts = make_recipe("imagenet", Setting(0, 0, 0, 150), "official")
+    assert (darts.label_smoothing, darts.color_jitter) == (0.1, 0.4)
 
 
 def test_overrides() -> None:

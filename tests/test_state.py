@@ -22,6 +22,8 @@ from econas_hpc.records import RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.dryrun import new_state, simulate_search
+from econas_hpc.store.retrain_table import RetrainRecord, read_retrain_table, write_retrain_table
+from econas_hpc.store.snapshot import USERBLOCK, stamp
 from econas_hpc.store.state import SCHEMA_DOC, StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +65,7 @@ def test_round_trip_with_nans_and_open_jobs(tmp_path: Path, busy_state: RunState
 
 def test_empty_tables_round_trip(tmp_path: Path) -> None:
     state = new_state(SearchConfig(strategy="single"), NOW)
-    store = StateStore(tmp_path / "empty.h5")
+    store = StateStore(tmp_path / "empty.h5", pools=evo.current_pools)
     store.save(state)
     assert _dump(store.load()) == _dump(state)
     with h5py.File(store.path, "r") as handle:
@@ -77,6 +79,7 @@ def test_newer_schema_is_refused(tmp_path: Path, busy_state: RunState) -> None:
     store.save(busy_state)
     with h5py.File(store.path, "r+") as handle:
         handle.attrs["schema_version"] = 99
+    store.path.write_bytes(stamp(store.path.read_bytes()[USERBLOCK:]))  # intact, only newer
     with pytest.raises(
         StateError, match=r"schema_version 99; .*reads schema version\(s\) 1: upgrade"
     ):
@@ -113,14 +116,15 @@ def test_truncated_main_falls_back_to_prev(
         store.load()
 
 
-def test_stray_tmp_is_ignored_and_replaced(tmp_path: Path, busy_state: RunState) -> None:
+def test_stray_tmp_is_ignored_and_never_written(tmp_path: Path, busy_state: RunState) -> None:
     store = StateStore(tmp_path / "run1.h5")
     store.save(busy_state)
     store.tmp_path.write_bytes(b"half a file")
     assert _dump(store.load()) == _dump(busy_state)
     store.save(busy_state)
-    assert not store.tmp_path.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run1.h5", "run1.h5.prev"]
+    # saves use no predictable temporary name: a file (or a planted link) there is not touched
+    assert store.tmp_path.read_bytes() == b"half a file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run1.h5", "run1.h5.prev", "run1.h5.tmp"]
 
 
 _PLAIN_READER = textwrap.dedent(
@@ -140,7 +144,7 @@ _PLAIN_READER = textwrap.dedent(
 
 
 def test_readable_with_plain_h5py(tmp_path: Path, busy_state: RunState) -> None:
-    store = StateStore(tmp_path / "run1.h5")
+    store = StateStore(tmp_path / "run1.h5", pools=evo.current_pools)
     store.save(busy_state)
     proc = subprocess.run(
         [sys.executable, "-c", _PLAIN_READER, str(store.path)],
@@ -161,7 +165,7 @@ def test_readable_with_plain_h5py(tmp_path: Path, busy_state: RunState) -> None:
 def test_h5dump_shows_the_tables(tmp_path: Path, busy_state: RunState) -> None:
     if shutil.which("h5dump") is None:
         pytest.skip("h5dump is not installed")
-    store = StateStore(tmp_path / "run1.h5")
+    store = StateStore(tmp_path / "run1.h5", pools=evo.current_pools)
     store.save(busy_state)
     out = subprocess.run(
         ["h5dump", "-H", str(store.path)], capture_output=True, text=True, check=True
@@ -212,9 +216,10 @@ def test_groups_of_other_writers_survive_a_save(tmp_path: Path, busy_state: RunS
     """`retrain` writes `/retrain` into the run file; the driver's next save must keep it."""
     store = StateStore(tmp_path / "run.h5")
     store.save(busy_state)
-    with h5py.File(store.path, "a") as handle:
-        handle.create_group("retrain").create_dataset("arch_id", data=np.array([b"abc"]))
+    write_retrain_table(store.path, [RetrainRecord("abc", 0, 1, 50.0, "c0r0s0e600")])
     store.save(busy_state)
+    assert [r.arch_id for r in read_retrain_table(store.path)] == ["abc"]
+    assert _dump(store.load()) == _dump(busy_state) and store.loaded_from == store.path
     with h5py.File(store.path, "r") as handle:
-        assert handle["retrain/arch_id"][0] == b"abc"
+        assert handle["retrain/arch_id"].asstr()[0] == "abc"
         assert "networks" in handle

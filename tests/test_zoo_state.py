@@ -12,6 +12,7 @@ import h5py
 import pytest
 
 from econas_hpc.errors import StateError
+from econas_hpc.store.snapshot import USERBLOCK, stamp
 from econas_hpc.store.zoo_state import (
     NAN,
     SCHEMA_DOC,
@@ -138,5 +139,9 @@ def test_missing_and_newer_schema_raise(tmp_path: Path) -> None:
     store.save(_zoo())
     with h5py.File(store.path, "r+") as handle:
         handle.attrs["schema_version"] = ZOO_SCHEMA_VERSION + 1
-    with pytest.raises(StateError, match="schema_version"):
+    with pytest.raises(StateError, match="checksum mismatch"):
+        store.load()  # a damaged file: its checksum no longer holds
+    # an intact file of a newer schema
+    store.path.write_bytes(stamp(store.path.read_bytes()[USERBLOCK:]))
+    with pytest.raises(StateError, match="schema_version 2; this econas-hpc"):
         store.load()

@@ -248,11 +248,18 @@ def _random(cfg: SearchConfig, opts: CompareConfig, paths: RunPaths, run: Search
 
 
 def run_search(opts: CompareConfig, strategy: str, seed: int, work: Path) -> SearchRun:
-    """One (strategy, seed) search under `work/<strategy>-seed<seed>.d/`."""
+    """One (strategy, seed) search; networks train under `work/<folder>-seed<seed>.d/nets/`.
+
+    Single and random train every network with the same spec (whole schedule, network seed from
+    (seed, arch_id)), so they share one folder ("full"): a network both draw (their first draws
+    come from the same seeded generator) trains once, and the second search reads its result
+    file and is charged its epochs and recorded device-seconds all the same.
+    """
     run = SearchRun(strategy, seed, opts.budget_epochs)
     hierarchical = opts.search.replace(seed=seed)
     cfg = hierarchical if strategy == "econas" else hierarchical.replace(strategy="single")
-    paths = RunPaths.of(work / f"{strategy}-seed{seed}.h5")  # the state itself stays in memory
+    folder = "econas" if strategy == "econas" else "full"
+    paths = RunPaths.of(work / f"{folder}-seed{seed}.h5")  # the state itself stays in memory
     (_random if strategy == "random" else _evolve)(cfg, opts, paths, run)
     return run
 
@@ -290,8 +297,10 @@ def _share_cores(workers: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
-def _search_task(args: tuple[CompareConfig, str, int, Path]) -> SearchRun:
-    return run_search(*args)
+def _search_task(args: tuple[CompareConfig, tuple[str, ...], int, Path]) -> list[SearchRun]:
+    """The searches of one seed that share a folder, one after the other (never concurrently)."""
+    opts, strategies, seed, work = args
+    return [run_search(opts, strategy, seed, work) for strategy in strategies]
 
 
 def _retrain_task(spec: SegmentSpec) -> SegmentResult:
@@ -314,8 +323,10 @@ def run_compare(opts: CompareConfig, out_dir: Path) -> dict[str, Any]:
     """
     started = time.perf_counter()
     work = Path(opts.work_dir) if opts.work_dir else Path(out_dir) / "work"
-    tasks = [(opts, s, seed, work) for seed in opts.seeds for s in opts.strategies]
-    runs: list[SearchRun] = _map(_search_task, tasks, opts.workers)
+    full = tuple(s for s in opts.strategies if s != "econas")
+    groups = [(s,) for s in opts.strategies if s == "econas"] + ([full] if full else [])
+    tasks = [(opts, group, seed, work) for seed in opts.seeds for group in groups]
+    runs: list[SearchRun] = [r for runs in _map(_search_task, tasks, opts.workers) for r in runs]
     wanted: dict[str, str] = {}
     for run in runs:
         wanted.update((f[0], f[1]) for f in run.ranking(opts.top))

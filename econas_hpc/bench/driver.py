@@ -38,7 +38,7 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 def _time_replica(cfg: SearchConfig, directory: Path) -> tuple[list[float], list[float], int]:
     """Per cycle: (plan + bookkeeping seconds, one HDF5 snapshot's seconds), and the file size."""
-    store = StateStore(directory / "replica.h5")
+    store = StateStore(directory / "replica.h5", pools=evo.current_pools)
     state = new_state(cfg, _FIXED_NOW)
     rng = evo.rng_from_json(state.rng_state)
     plan_s: list[float] = []

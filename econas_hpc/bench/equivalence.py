@@ -228,7 +228,8 @@ def _agreement(got: _Run, want: _Run, tol: float) -> dict[str, Any]:
 
 def _specs(work_dir: Path, size: CheckSize, device: str) -> list[SegmentSpec]:
     setting = "c4r4s0e60"
-    overrides = {"epochs": size.epochs, "batch_size": size.batch_size}
+    # No cutout, as the bench's reference pipeline (the released search code has none).
+    overrides = {"epochs": size.epochs, "batch_size": size.batch_size, "cutout_length": 0}
     recipe = make_recipe("search", Setting.parse(setting), "supplement", overrides)
     return bench_specs(
         genotypes(size.networks, 1),

@@ -291,5 +291,8 @@ def run_bench(
         raise ConfigError(f"device {device!r} is unknown; allowed: auto, cpu, cuda[:N]")
     dev = resolve_device(device)
     n, k, scaled = _sizes(networks, steps, dev)
-    recipe = make_recipe("search", Setting.parse(setting), "supplement", {"batch_size": batch_size})
+    # No cutout: the reference pipeline (the released search code's) has none, so both sides
+    # time the same work.
+    overrides = {"batch_size": batch_size, "cutout_length": 0}
+    recipe = make_recipe("search", Setting.parse(setting), "supplement", overrides)
     return _run_proxy(_Plan(n, k, dev, seed, setting, recipe, Path(cache_dir), scaled))

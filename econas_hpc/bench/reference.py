@@ -8,7 +8,8 @@ timed against ours on the same device and data:
 - fp32 eager PyTorch, `torch.optim.SGD` with a per-epoch CosineAnnealingLR, gradient clipping,
   and the official loop's per-step `loss.item()` / accuracy reads (host synchronisations).
 
-Cutout is not applied (the search recipe has none). Nothing here is used for real training.
+Cutout is not applied (the released search code has none; the bench's recipes turn it off).
+Nothing here is used for real training.
 """
 
 from __future__ import annotations

@@ -15,7 +15,16 @@ from econas_hpc.ui.search_view import SearchView, render_best, render_status
 
 DEFAULT_STATE = "state/run1.h5"
 DEMO_STATE = "state/demo.h5"
-SEARCH_FLAGS = ("cycles", "seed", "dataset", "data_dir", "dry_run", "strategy", "profile")
+SEARCH_FLAGS = (
+    "cycles",
+    "seed",
+    "dataset",
+    "data_dir",
+    "dry_run",
+    "strategy",
+    "profile",
+    "allow_large",
+)
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
@@ -111,6 +120,12 @@ def _add_search_options(parser: argparse.ArgumentParser, title: str) -> None:
     )
     group.add_argument("--strategy", choices=("hierarchical", "single"), help="hierarchical")
     group.add_argument("--profile", choices=("supplement", "official"), help="supplement")
+    group.add_argument(
+        "--allow-large",
+        action="store_true",
+        default=None,
+        help="accept sizes beyond the sanity bounds (e.g. more than 1e6 cycles)",
+    )
 
 
 def _add_detach(parser: argparse.ArgumentParser) -> None:
@@ -128,7 +143,7 @@ def _add_launch_resume(commands: Any) -> None:
     launch.add_argument(
         "--demo",
         action="store_true",
-        help="the small real search on synthetic data that `make run` runs "
+        help="the small real search on real digits that `make run` runs "
         "(econas_hpc/presets/demo.toml)",
     )
     _add_search_options(launch, "search options (fixed for the run)")

@@ -16,7 +16,9 @@ ZOO_TRAIN_FLAGS = ("layers", "dataset", "data_dir", "synthetic_train", "syntheti
 def _cmd_zoo_create(args: argparse.Namespace) -> int:
     from econas_hpc.study.zoo import create_zoo
 
-    zoo = create_zoo(args.state, args.size, args.nodes, args.ops, args.seed)
+    zoo = create_zoo(
+        args.state, args.size, args.nodes, args.ops, args.seed, allow_large=args.allow_large
+    )
     info = {
         "path": args.state,
         "size": args.size,
@@ -73,6 +75,9 @@ def _add_zoo_commands(commands: Any) -> None:
     zoo = parser.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
     create = zoo.add_parser("create", help="sample a zoo of random networks (never overwrites)")
     create.add_argument("--size", type=int, default=50, help="networks (50)")
+    create.add_argument(
+        "--allow-large", action="store_true", help="accept --size beyond 100000 networks"
+    )
     create.add_argument("--nodes", type=int, default=5, help="nodes per cell (5)")
     create.add_argument("--ops", choices=("zoo13", "search8"), default="zoo13", help="op set")
     create.add_argument("--seed", type=int, default=0, help="sampling seed (0)")

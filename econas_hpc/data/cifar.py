@@ -12,6 +12,7 @@ device transfer (`augment.py` does both).
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +194,11 @@ def load_cifar10(root: Path, download: bool = True) -> tuple[ArrayDataset, Array
     """
     root = Path(root)
     folder = root / CIFAR_FOLDER
+    for where in (root, folder):  # unreadable is not missing: never "download" over it
+        if where.exists() and not os.access(where, os.R_OK | os.X_OK):
+            raise DataError(
+                f"CIFAR-10 folder {where} is not readable by this user (permission denied)"
+            )
     missing = _missing_files(folder)
     if missing and download:
         _download(root, missing)

@@ -1,7 +1,8 @@
 """ImageNet loading for the transfer experiment (spec 6.4): ImageFolder + DARTS augmentation.
 
-This module owns the ImageNet transforms (RandomResizedCrop, flip, ColorJitter(0.4, 0.4, 0.4,
-0.2), ImageNet normalisation; eval: resize to res * 256 / 224 and centre crop), the sharded data
+This module owns the ImageNet transforms (RandomResizedCrop and flip, the ResNet augmentation of
+supplement E.3; ColorJitter(v, v, v, v / 2) only when asked, DARTS uses v = 0.4; ImageNet
+normalisation; eval: resize to res * 256 / 224 and centre crop), the sharded data
 order (`ShardOrder`, a pure function of (seed, epoch, rank, world size), like DistributedSampler)
 and `make_imagenet_loaders`. ImageNet is too big to hold in memory, so unlike CIFAR it is decoded
 by DataLoader workers on the host; nothing here touches a GPU.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -25,18 +27,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUT = "<root>/train/<class>/*.JPEG and <root>/val/<class>/*.JPEG (torchvision ImageFolder)"
 
 
-def imagenet_transforms(resolution: int) -> tuple[transforms.Compose, transforms.Compose]:
-    """(train, eval) transforms of DARTS' ImageNet recipe at side `resolution` (224 by default)."""
+def imagenet_transforms(
+    resolution: int, color_jitter: float = 0.0
+) -> tuple[transforms.Compose, transforms.Compose]:
+    """(train, eval) transforms at side `resolution` (224 by default).
+
+    Train: RandomResizedCrop + horizontal flip (ResNet, supplement E.3), then
+    ColorJitter(v, v, v, hue v / 2) when `color_jitter` v > 0 (DARTS: 0.4).
+    """
     normalise = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train = transforms.Compose(
-        [
-            transforms.RandomResizedCrop(resolution),
-            transforms.RandomHorizontalFlip(),
-            transforms.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2),
-            transforms.ToTensor(),
-            normalise,
-        ]
-    )
+    steps: list[Any] = [transforms.RandomResizedCrop(resolution), transforms.RandomHorizontalFlip()]
+    if color_jitter > 0:
+        v = color_jitter
+        steps.append(transforms.ColorJitter(brightness=v, contrast=v, saturation=v, hue=v / 2))
+    train = transforms.Compose([*steps, transforms.ToTensor(), normalise])
     evaluate = transforms.Compose(
         [
             transforms.Resize(round(resolution * 256 / 224)),  # 224 -> 256, as in DARTS
@@ -114,6 +118,7 @@ def make_imagenet_loaders(
     seed: int = 0,
     epoch: int = 0,
     workers: int | None = None,
+    color_jitter: float = 0.0,
 ) -> tuple[DataLoader, DataLoader]:
     """(train, val) loaders over `root/train` and `root/val` for rank `rank` of `world_size`.
 
@@ -127,7 +132,7 @@ def make_imagenet_loaders(
         DataError: a missing or empty folder (the message names it and the layout).
     """
     root = Path(root)
-    train_tf, eval_tf = imagenet_transforms(resolution)
+    train_tf, eval_tf = imagenet_transforms(resolution, color_jitter)
     train_set = _image_folder(root / "train", train_tf)
     val_set = _image_folder(root / "val", eval_tf)
     train_order = ShardOrder(len(train_set), rank, world_size, seed, shuffle=True)

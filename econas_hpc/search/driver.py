@@ -123,7 +123,7 @@ def _create(
     _refuse_existing(paths)  # again, under the lock: another launch may have won the race
     state, train = new_state(cfg), train or TrainOptions()
     write_run_file(paths, train, options)
-    StateStore(paths.state).save(state)
+    StateStore(paths.state, pools=evo.current_pools).save(state)
     return state, train
 
 
@@ -144,7 +144,7 @@ def _load(
     if isinstance(overrides, ExecOptions):
         overrides = {k: v for k, v in overrides.to_dict().items() if k != "cluster"}
     options = options.updated(dict(overrides or {}))
-    check_data(SearchConfig.from_dict(state.config))
+    check_data(state.config)
     _check_submitter(options)
     write_run_file(paths, stored, options)
     return state, stored, options, note
@@ -186,9 +186,7 @@ def run_search(
             state, train_opts = _create(paths, cfg, options, train)
         else:
             state, train_opts, options, note = _load(paths, exec_opts, train)
-        ctx = _context(
-            paths, SearchConfig.from_dict(state.config), state, train_opts, options, emit
-        )
+        ctx = _context(paths, state.config, state, train_opts, options, emit)
         if note:
             ctx.event("warning", note)
         ctx.event(
@@ -208,7 +206,7 @@ def resume_check(state_path: str | Path, search: Mapping[str, Any]) -> None:
         ConfigError: naming each changed key with its stored and given values; an unknown key.
         StateError: the state file is missing or unreadable.
     """
-    stored = SearchConfig.from_dict(StateStore(state_path).load().config)
+    stored = StateStore(state_path).load().config
     given = {k: v for k, v in search.items() if v is not None}
     if "data_dir" in given:
         given["data_dir"] = str(Path(given["data_dir"]).expanduser().absolute())
@@ -257,7 +255,16 @@ def _context(
         data_dir=None if cfg.dry_run else cfg.data_dir,
     )
     items = ItemFactory(cfg, train, paths, options)
-    return RunContext(paths, cfg, state, StateStore(paths.state), jobs, items, emit, crash_plan())
+    return RunContext(
+        paths,
+        cfg,
+        state,
+        StateStore(paths.state, pools=evo.current_pools),
+        jobs,
+        items,
+        emit,
+        crash_plan(),
+    )
 
 
 # --- the loop ---------------------------------------------------------------------------------

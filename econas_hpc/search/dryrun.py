@@ -90,7 +90,7 @@ def new_state(cfg: SearchConfig, now: str = "") -> RunState:
     """A fresh run at the initial phase, its Generator seeded with `cfg.seed`."""
     stamp = now or utc_now()
     rng = np.random.default_rng(cfg.seed)
-    return RunState(cfg.to_dict(), cfg.seed, evo.rng_to_json(rng), created=stamp, updated=stamp)
+    return RunState(cfg, cfg.seed, evo.rng_to_json(rng), created=stamp, updated=stamp)
 
 
 def run_cycle_dry(state: RunState, cfg: SearchConfig, rng: np.random.Generator) -> evo.CyclePlan:

@@ -6,7 +6,10 @@ This module owns what the search decides, as a deterministic function of the `Ru
 driver executes plans and feeds results back through `apply_result`.
 
 Choices the official code leaves open (documented here, tested in tests/test_evolution.py):
-- Pools are sorted by the latest segment's score, best first; ties keep birth order.
+- Pools are sorted best first, ties in birth order, by `pool_score`: profile `supplement` ranks
+  by the latest segment's score (the proxy at its current budget); profile `official` by the
+  best score over the concluded segments, as the official main.py (its `score` is the max over
+  a network's record entries).
 - Failed, diverged and unbuildable networks keep their record with WORST_SCORE and their status.
   They are left out of the pools (never continued, never mothers) but always counted (networks,
   segments, history); the official code let them vanish.
@@ -102,13 +105,26 @@ def rng_from_json(text: str) -> np.random.Generator:
 # --- pools and tournament ---------------------------------------------------------------------
 
 
+def pool_score(net: NetworkRecord, cfg: SearchConfig) -> float:
+    """The score a pool ranks `net` by: its best concluded segment's score under profile
+    `official` (main.py's max over the record entries), else its latest segment's score."""
+    if cfg.profile == "official" and net.segments_done:
+        return max(net.scores[: net.segments_done])
+    return net.latest_score
+
+
+def current_pools(state: RunState) -> dict[str, list[str]]:
+    """The pools of the run's own config at its current cycle (what the state file records)."""
+    return pools(state, state.config, state.cycle)
+
+
 def pools(state: RunState, cfg: SearchConfig, cycle: int) -> dict[str, list[str]]:
     """The P20/P40/P60 pools at `cycle`: arch_ids, best first.
 
     A pool holds the networks with status "ok" and exactly 1/2/3 segments done (with strategy
     "single": 1 segment, pool P60), minus those idle for `max_idle_cycles` or more
-    (`cycle - last_cycle >= max_idle_cycles`). Order: latest segment score descending, ties
-    in birth order. Every name of POOL_NAMES is present (possibly empty).
+    (`cycle - last_cycle >= max_idle_cycles`). Order: `pool_score` descending, ties in birth
+    order. Every name of POOL_NAMES is present (possibly empty).
     """
     segments = cfg.segments_per_network
     members: dict[str, list[NetworkRecord]] = {name: [] for name in POOL_NAMES}
@@ -120,7 +136,7 @@ def pools(state: RunState, cfg: SearchConfig, cycle: int) -> dict[str, list[str]
         members[pool_name(net.segments_done, segments)].append(net)
     # sorted() is stable, so equal scores keep the birth (insertion) order.
     return {
-        name: [n.arch_id for n in sorted(nets, key=lambda n: -n.latest_score)]
+        name: [n.arch_id for n in sorted(nets, key=lambda n: -pool_score(n, cfg))]
         for name, nets in members.items()
     }
 
@@ -198,7 +214,7 @@ def plan_cycle(state: RunState, cfg: SearchConfig, rng: np.random.Generator) -> 
             children.append((child.arch_id, mother_id, child.to_json()))
     sizes = tuple(len(current[name]) for name in POOL_NAMES)
     best = tuple(
-        state.networks[current[name][0]].latest_score if current[name] else NAN
+        pool_score(state.networks[current[name][0]], cfg) if current[name] else NAN
         for name in POOL_NAMES
     )
     return CyclePlan(
@@ -256,7 +272,7 @@ def apply_plan(state: RunState, plan: CyclePlan) -> None:
             f"plan for cycle {plan.cycle} cannot apply: state is at cycle {state.cycle}"
             + (" and already planned" if is_planned(state) else "")
         )
-    segments = SearchConfig.from_dict(state.config).segments_per_network
+    segments = state.config.segments_per_network
     tag = cycle_tag(plan.cycle)
     jobs = [JobRecord(a, s, tag) for a, s in plan.continued]
     for arch_id, parent_id, genotype_json in plan.children:

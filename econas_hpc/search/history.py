@@ -223,7 +223,7 @@ def run_history(
             facts count no parameters and no wall time.
         faults: per segment, `cluster.accounting` counters from the run's event files.
     """
-    cfg = SearchConfig.from_dict(state.config)
+    cfg = state.config
     facts, faults = facts or {}, faults or {}
     finished = [r for r in state.cycles if r.cycle < state.cycle]
     return RunHistory(

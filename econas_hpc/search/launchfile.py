@@ -55,6 +55,12 @@ def resolve_launch(
                 f"config file {path}: unknown table(s) {unknown}; valid tables: "
                 f"{', '.join(LAUNCH_TABLES)}"
             )
+        flat = sorted(k for k, v in tables.items() if not isinstance(v, dict))
+        if flat:  # e.g. `search = 5`: a value where a table belongs
+            raise ConfigError(
+                f"config file {path}: {flat[0]} = {tables[flat[0]]!r} must be a table "
+                f"([{flat[0]}] followed by key = value lines)"
+            )
     try:
         values = {**tables.get("search", {}), **{k: v for k, v in search.items() if v is not None}}
         cfg = SearchConfig.from_dict(values)

@@ -17,9 +17,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from econas_hpc.errors import ConfigError
 from econas_hpc.records import RunState
 from econas_hpc.search import figures
-from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.history import RunHistory, SegmentFacts, SegmentKey, run_history
 from econas_hpc.search.live import segment_faults
 from econas_hpc.search.workitems import RunPaths, result_file
@@ -50,7 +50,7 @@ def _facts_of(path: Path) -> SegmentFacts | None:
 def segment_facts(state: RunState, paths: RunPaths) -> dict[SegmentKey, SegmentFacts]:
     """Facts of each network's latest concluded segment and of every concluded segment of the
     cycle in progress (the ones the history needs), from their result files."""
-    cfg = SearchConfig.from_dict(state.config)
+    cfg = state.config
     keys = {(n.arch_id, n.segments_done) for n in state.networks.values() if n.segments_done}
     if state.cycles and state.cycles[-1].cycle == state.cycle:  # planned, not finished
         record = state.cycles[-1]
@@ -92,10 +92,13 @@ def run_report(
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
-        FileSystemFault, UnsafePathError: the figure folder cannot be written.
+        ConfigError: `out_dir` is a file.
+        FileSystemFault: the figure folder cannot be written.
     """
-    history = read_history(state_path)
     out = Path(out_dir) if out_dir is not None else default_out_dir(state_path)
+    if draw and out.exists() and not out.is_dir():
+        raise ConfigError(f"figure folder {out} is a file; give a folder (--out DIR)")
+    history = read_history(state_path)
     written = figures.plot_run(history, out) if draw else []
     return {
         **history.to_dict(),

@@ -32,7 +32,6 @@ from econas_hpc.cluster.accounting import JobLimits
 from econas_hpc.cluster.executors import make_executor
 from econas_hpc.cluster.tasks import WorkItem, read_events
 from econas_hpc.errors import ConfigError, EnvironmentFault, StateError
-from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.evolution import final_ranking
 from econas_hpc.search.summary import summarize_retrain  # file-only: status reads it too
 from econas_hpc.search.workitems import ExecOptions, RunPaths, TrainOptions, read_run_file
@@ -118,7 +117,7 @@ def plan_retrain(state_path: str | Path, options: RetrainOptions) -> list[Retrai
     """
     paths = RunPaths.of(state_path)
     state = StateStore(paths.state).load()
-    cfg = SearchConfig.from_dict(state.config)
+    cfg = state.config
     train, execution = _run_options(paths, dict(options.execution))
     ranking = final_ranking(state, cfg, options.top)
     if not ranking:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from econas_hpc.cluster.executors import make_executor
 from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, DataError
+from econas_hpc.fsio import make_private_dir
+from econas_hpc.runconfig import SEED_MAX
 from econas_hpc.search.workitems import ExecOptions
 from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE, Setting, make_recipe
 from econas_hpc.space.genotype import Genotype, parse_genotype
@@ -206,6 +209,19 @@ def _train_imagenet(request: TrainRequest, genotype: Genotype) -> dict[str, Any]
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
+def _check_request_paths(request: TrainRequest) -> None:
+    """Refuse a bad seed, an unusable run folder or an unreadable data folder before training."""
+    if not 0 <= request.seed <= SEED_MAX:
+        raise ConfigError(f"--seed {request.seed} must be 0..{SEED_MAX}")
+    make_private_dir(request.run_dir)  # one line for /proc/nope, a foreign or writable folder
+    data = Path(request.data_dir)
+    if request.dataset != "synthetic" and data.exists():
+        if not data.is_dir():
+            raise DataError(f"data folder {data} is not a folder; pass --data DIR")
+        if not os.access(data, os.R_OK | os.X_OK):
+            raise DataError(f"data folder {data} is not readable by this user (permission denied)")
+
+
 def train_genotype(request: TrainRequest) -> dict[str, Any]:
     """Train (or submit) `request`; the result as a dict (or the submitted job's id).
 
@@ -215,8 +231,11 @@ def train_genotype(request: TrainRequest) -> dict[str, Any]:
         DataError: a missing dataset folder (ImageNet: checked before submission).
         SubmissionError: the scheduler refused the job (e.g. more GPUs than the partition has).
         CheckpointError: the run directory holds another training.
+        UnsafePathError / FileSystemFault: the run folder is another user's, writable by
+            others, or cannot be created.
     """
     genotype = parse_genotype(request.genotype)
+    _check_request_paths(request)
     if request.dataset == "imagenet":
         return _train_imagenet(request, genotype)
     spec = _cifar_spec(request, genotype)

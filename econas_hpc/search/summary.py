@@ -67,7 +67,9 @@ def _pools(state: RunState, cfg: SearchConfig) -> tuple[dict[str, int], dict[str
     current = evo.pools(state, cfg, max(state.cycle, 0))
     sizes = {name: len(current[name]) for name in POOL_NAMES}
     best = {
-        name: _number(state.networks[current[name][0]].latest_score) if current[name] else None
+        name: _number(evo.pool_score(state.networks[current[name][0]], cfg))
+        if current[name]
+        else None
         for name in POOL_NAMES
     }
     return sizes, best
@@ -182,28 +184,36 @@ def waiting(state: RunState) -> list[dict[str, Any]]:
     ]
 
 
+def _recovery(store: StateStore) -> dict[str, Any]:
+    """`recovered_from_prev` (the main file was corrupt or missing and `.prev` was read) and
+    `recovery` (why; "" when the main file was good), after a load."""
+    return {"recovered_from_prev": bool(store.recovery), "recovery": store.recovery}
+
+
 def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
     """The status of one run as a JSON-ready dict.
 
-    Keys: run, state, loaded_from, updated, phase (initial | running | done), cycle (cycles
-    finished), cycles_total, networks, statuses, segments_done, segments_total_estimate,
-    segments (done/running/pending/failed), jobs (count per job state), retries, pools and
-    pool_best (P20/P40/P60), gpu_hours, time_left_s, proxy_rank ({"P20_P40", "P40_P60"}: the
-    latest finished cycle's Spearman values, None when not known) and proxy_rank_warn (the
-    threshold below which they read as unreliable), best (arch_id, score, segments, ...),
-    retrain (`summarize_retrain` rows of the `/retrain` table, NaN as None; [] when never
-    retrained), score_kind (what the scores are: `scores.score_meaning`; each best row also has
-    test_acc, the test accuracy after its latest segment, None if unknown), driver (lock
-    holder or None), executor, dry_run, strategy, waiting (`waiting`: segments held back by a
-    fault outside the network, by cause) and failures (networks failed by their own cause:
-    diverged, unbuildable, failed = repeated crashes).
+    Keys: run, state, loaded_from, recovered_from_prev and recovery (`_recovery`), updated,
+    phase (initial | running | done), cycle (cycles finished), cycles_total, networks, statuses,
+    segments_done, segments_total_estimate, segments (done/running/pending/failed), jobs (count
+    per job state), retries, pools and pool_best (P20/P40/P60), gpu_hours, time_left_s,
+    proxy_rank ({"P20_P40", "P40_P60"}: the latest finished cycle's Spearman values, None when
+    not known) and proxy_rank_warn (the threshold below which they read as unreliable), best
+    (arch_id, score, segments, ...), retrain (`summarize_retrain` rows of the `/retrain` table,
+    NaN as None; [] when never retrained), score_kind (what the scores are:
+    `scores.score_meaning`; each best row also has test_acc, the test accuracy after its latest
+    segment, None if unknown), driver (lock holder or None), executor, dry_run, strategy,
+    waiting (`waiting`: segments held back by a fault outside the network, by cause) and
+    failures (networks failed by their own cause: diverged, unbuildable, failed = repeated
+    crashes).
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
     """
     path = Path(state_path)
-    state, source = StateStore(path).load_with_source()
-    cfg = SearchConfig.from_dict(state.config)
+    store = StateStore(path)
+    state, source = store.load_with_source()
+    cfg = state.config
     counts = evo.summary_counts(state)
     jobs = dict.fromkeys(JOB_STATES, 0)
     for job in state.jobs.values():
@@ -214,6 +224,7 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
         "run": RunPaths.of(path).run,
         "state": str(path),
         "loaded_from": str(source),
+        **_recovery(store),
         "updated": state.updated,
         "phase": "done" if done else ("initial" if state.cycle == INITIAL_CYCLE else "running"),
         "cycle": max(state.cycle, 0),
@@ -263,7 +274,8 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     their genotypes as JSON and as DARTS literals.
 
     Returns:
-        {run, state, complete (all cycles done), cycle, cycles_total, score_kind, networks:
+        {run, state, complete (all cycles done), cycle, cycles_total, recovered_from_prev and
+        recovery (`_recovery`), score_kind, networks:
         [{rank, arch_id, score, test_acc, segments, parent_id, born_cycle, genotype, literal,
         retrain}]}, where `score_kind` says what score and test_acc are (`summarize`), and
         `retrain` is the network's `summarize_retrain` row (NaN as None) or None when it was
@@ -272,8 +284,9 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
     """
-    state = StateStore(state_path).load()
-    cfg = SearchConfig.from_dict(state.config)
+    store = StateStore(state_path)
+    state = store.load()
+    cfg = state.config
     ranked = evo.final_ranking(state, cfg, top)
     retrained = {row["arch_id"]: row for row in _retrain_rows(Path(state_path))}
     networks = []
@@ -299,6 +312,7 @@ def best_genotypes(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, 
         "complete": evo.search_done(state, cfg) and not evo.is_planned(state),
         "cycle": max(state.cycle, 0),
         "cycles_total": cfg.cycles,
+        **_recovery(store),
         "score_kind": score_meaning(cfg, _train_options(Path(state_path))),
         "networks": _with_test_acc(Path(state_path), state, cfg, networks),
         "waiting": waiting(state),

@@ -64,8 +64,17 @@ class RunPaths:
 
     @classmethod
     def of(cls, state_path: str | Path) -> RunPaths:
-        """The paths of the run whose state file is `state_path` (made absolute)."""
+        """The paths of the run whose state file is `state_path` (made absolute).
+
+        Raises:
+            ConfigError: a state path ending in `.d` (the run folder's own suffix) or a folder.
+        """
         state = Path(state_path).expanduser().absolute()
+        if state.suffix == ".d" or state.is_dir():
+            raise ConfigError(
+                f"state file {state_path} is a folder or ends in .d (the suffix of a run's "
+                "folder); name a file such as state/run1.h5"
+            )
         root = state.with_suffix(".d")
         run = _NAME_UNSAFE.sub("_", state.stem) or "run"
         return cls(
@@ -406,7 +415,7 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
     A file that exists but is unreadable or belongs to another segment is moved aside to
     `<path>.bad-<pid>` (logged) so that a retry recomputes it: workers skip items whose result
     file exists. "interrupted" results are never final. A result that is a link leading out of
-    the network's folder is never read (moved aside too), nor a checkpoint name that is a path.
+    the network's folder is never read (moved aside too), nor one naming a checkpoint outside it.
     """
     try:
         check_within(path, path.parent, "result")
@@ -426,12 +435,8 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
     if found != (arch_id, *epochs):
         return _set_aside(path, f"for {found}, expected {(arch_id, *epochs)}")
     checkpoint = str(data.get("checkpoint") or "")
-    # The trainer names `checkpoints/<file>` (relative to the network's folder); nothing else.
-    parts = Path(checkpoint).parts
-    if checkpoint and (
-        parts[:-1] not in ((), ("checkpoints",)) or parts[-1].startswith(".") or ".." in parts
-    ):
-        return _set_aside(path, f"naming checkpoint {checkpoint!r}, not checkpoints/<file>")
+    if checkpoint and not _inside_name(checkpoint):
+        return _set_aside(path, f"naming checkpoint {checkpoint!r}, which leaves its folder")
     if status == "interrupted":
         return None
     if status not in RESULT_STATUSES or (status == "ok" and not math.isfinite(score)):
@@ -444,6 +449,13 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
         checkpoint,
         str(data.get("checkpoint_sha256") or ""),
     )
+
+
+def _inside_name(name: str) -> bool:
+    """A relative path below the network's folder (the worker writes `checkpoints/<file>`):
+    no absolute path, no `..`, no hidden or empty part."""
+    parts = name.split("/")
+    return not name.startswith("/") and all(p and not p.startswith(".") for p in parts)
 
 
 def _set_aside(path: Path, why: str) -> SegmentOutcome | None:

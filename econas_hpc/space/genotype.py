@@ -27,6 +27,9 @@ Edge = tuple[str, int]
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 _CELLS = (("normal", "normal_concat"), ("reduce", "reduce_concat"))
 _MAX_SHOWN = 60  # characters of user input quoted in an error message
+# A genotype's text is a few hundred characters; anything far longer is refused unread, so
+# neither the JSON decoder nor the literal parser ever sees a huge or deeply nested input.
+MAX_TEXT = 100_000
 
 
 def _all_ops() -> frozenset[str]:
@@ -65,10 +68,24 @@ def _as_edges(value: object, cell: str) -> tuple[Edge, ...]:
     return tuple(edges)
 
 
-def _as_concat(value: object, field: str) -> tuple[int, ...]:
+def _as_concat(value: object, field: str, nodes: int) -> tuple[int, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | range):
         raise InvalidGenotypeError(f"{field} must be a list of state indices, got {value!r}")
+    # Checked before a single entry is read: `range(0, 10**9)` is refused without being built.
+    if len(value) > nodes + 2:
+        raise InvalidGenotypeError(
+            f"{field} has {len(value)} entries; a {nodes}-node cell concatenates at most "
+            f"{nodes + 2} distinct states"
+        )
     return tuple(_as_int(v, f"{field} entry") for v in value)
+
+
+def _check_text(text: str, what: str) -> None:
+    if len(text) > MAX_TEXT:
+        raise InvalidGenotypeError(
+            f"{what} is {len(text)} characters long; a genotype needs far fewer "
+            f"(at most {MAX_TEXT} are read)"
+        )
 
 
 def _check_cell(edges: tuple[Edge, ...], concat: tuple[int, ...], cell: str, field: str) -> None:
@@ -141,7 +158,7 @@ class Genotype:
     def __post_init__(self) -> None:
         for cell, field in _CELLS:
             edges = _as_edges(getattr(self, cell), cell)
-            concat = _as_concat(getattr(self, field), field)
+            concat = _as_concat(getattr(self, field), field, len(edges) // 2)
             _check_cell(edges, concat, cell, field)
             # Frozen dataclass: normalising lists to tuples needs object.__setattr__.
             object.__setattr__(self, cell, edges)
@@ -191,11 +208,17 @@ class Genotype:
     @classmethod
     def from_json(cls, text: str) -> Genotype:
         """Parse a JSON object as written by `to_json` (any key order or spacing)."""
+        _check_text(text, "genotype JSON")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise InvalidGenotypeError(
                 f"genotype JSON {_shorten(text)} is malformed: {err}"
+            ) from None
+        except RecursionError:
+            raise InvalidGenotypeError(
+                f"genotype JSON {_shorten(text)} is nested too deeply; a genotype is an object "
+                "of lists of [op, input] pairs"
             ) from None
         return cls.from_dict(data)
 
@@ -217,6 +240,7 @@ class Genotype:
         Accepts `Genotype(...)` or `NAME = Genotype(...)`, keyword or positional arguments, and
         `range(a, b)` for concat lists, as DARTS files write them.
         """
+        _check_text(text, "genotype literal")
         call = _literal_call(text)
         if call.keywords and call.args:
             raise InvalidGenotypeError(
@@ -242,7 +266,7 @@ def _literal_call(text: str) -> ast.Call:
     """The `Genotype(...)` call node of `text`, or InvalidGenotypeError."""
     try:
         body = ast.parse(text.strip(), mode="exec").body
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):  # deep nesting: not a genotype either
         body = []
     node: ast.AST | None = None
     if len(body) == 1 and isinstance(body[0], ast.Expr | ast.Assign):
@@ -271,10 +295,11 @@ def _literal_value(node: ast.expr, text: str) -> Any:
         if node.func.id == "range":
             bounds = [_literal_value(arg, text) for arg in node.args]
             if 1 <= len(bounds) <= 3 and all(type(b) is int for b in bounds):
-                return list(range(*bounds))
+                # A lazy range: the concat check refuses a long one before it is expanded.
+                return range(*bounds)
     try:
         return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError):
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         raise InvalidGenotypeError(
             f"genotype literal {_shorten(text)} has a non-literal argument "
             f"{_shorten(ast.unparse(node))}; only lists, tuples, numbers, strings and "
@@ -292,6 +317,15 @@ def _parse_content(text: str) -> Genotype | None:
     return None
 
 
+def _read_genotype_file(path: Path) -> str:
+    """At most MAX_TEXT + 1 characters of a genotype file (more is refused by the parsers)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(MAX_TEXT + 1)
+    except (OSError, UnicodeDecodeError) as err:
+        raise InvalidGenotypeError(f"cannot read genotype file {path}: {err}") from None
+
+
 def parse_genotype(text: str) -> Genotype:
     """Read a genotype given as a built-in name, a file path, a JSON string, or a DARTS literal.
 
@@ -307,7 +341,7 @@ def parse_genotype(text: str) -> Genotype:
         return BUILTIN_GENOTYPES[stripped]
     # os.path.isfile swallows OSError (e.g. a JSON string too long to be a file name).
     if stripped and "\n" not in stripped and os.path.isfile(stripped):
-        content = Path(stripped).read_text(encoding="utf-8")
+        content = _read_genotype_file(Path(stripped))
         try:
             parsed = _parse_content(content)
         except InvalidGenotypeError as err:

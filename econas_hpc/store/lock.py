@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from econas_hpc.errors import StateError
-from econas_hpc.fsio import FILE_MODE, check_private, write_json_atomic
+from econas_hpc.fsio import FILE_MODE, check_private, describe_os_error, write_json_atomic
 from econas_hpc.records import utc_now
 
 log = logging.getLogger(__name__)
@@ -129,10 +129,16 @@ def _try_create(path: Path, info: dict[str, Any]) -> bool:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, FILE_MODE)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(info))
-        handle.flush()
-        os.fsync(handle.fileno())
+    except OSError as exc:  # a read-only or foreign state folder: one line, nothing left
+        raise describe_os_error(exc, path, "create the lock file") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:  # a full disk: no half-written lock left behind
+        path.unlink(missing_ok=True)
+        raise describe_os_error(exc, path) from None
     return True
 
 
@@ -163,9 +169,13 @@ def acquire_lock(
 
     Raises:
         StateError: a live driver holds the lock; the message names it and how to remove it.
+        NoSpaceError, PermissionFault, FileSystemFault: the lock file cannot be written.
     """
     path = lock_path_for(state_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise describe_os_error(exc, path.parent, "create the state folder") from None
     token = uuid.uuid4().hex
     info = {
         "host": socket.gethostname(),

@@ -1,9 +1,9 @@
 """The `/retrain` table of a run's HDF5 state file: one row per retrained (network, seed).
 
 This module owns the table's columns, `RetrainRecord`, and its atomic write and read. The write
-reuses `state.py`'s machinery: the file is rebuilt in memory (`store.h5image`; every other group and
-attribute copied unchanged), the current file kept as `<path>.prev` and the new one published by
-`fsio` (unpredictable temporary, fsync, rename), so readers never see a torn file. `StateStore.save`
+reuses `store.snapshot`'s machinery: the file is rebuilt in memory (every other group and attribute
+copied unchanged), checksummed afresh, written atomically with the current file kept as
+`<path>.prev`, so readers never see a torn file and a full disk changes nothing. `StateStore.save`
 rewrites the file from its `RunState` and does not know this group: `retrain` rebuilds the table
 from the result files whenever it runs, so a later driver save loses nothing that cannot be
 recovered. Callers hold the driver lock (store/lock.py) around `write_retrain_table`.
@@ -19,14 +19,14 @@ from pathlib import Path
 import h5py
 
 from econas_hpc.errors import StateError
-from econas_hpc.fsio import write_bytes_atomic
-from econas_hpc.store.h5image import file_image, memory_file
-from econas_hpc.store.state import (
-    StateStore,
-    _CorruptFileError,
-    _open,
-    _put,
-    _read_table,
+from econas_hpc.store.snapshot import (
+    READ_ERRORS,
+    CorruptFileError,
+    SnapshotFiles,
+    build_image,
+    open_snapshot,
+    put,
+    read_table,
 )
 
 __all__ = [
@@ -88,36 +88,34 @@ def _write_group(handle: h5py.File, records: Sequence[RetrainRecord]) -> None:
     group = handle.create_group(RETRAIN_GROUP)
     group.attrs["description"] = RETRAIN_DOC
     for name, kind, doc in RETRAIN_COLUMNS:
-        values = [getattr(r, name) for r in records]
-        if kind == "i64":
-            dataset = group.create_dataset(name, data=[int(v) for v in values], dtype="i8")
-            dataset.attrs["description"] = doc
-        else:
-            _put(group, name, kind, values, doc)
+        put(group, name, kind, [getattr(r, name) for r in records], doc)
 
 
 def write_retrain_table(state_path: str | Path, records: Sequence[RetrainRecord]) -> None:
     """Replace `/retrain` in the state file with `records`, atomically (`.prev` kept).
 
     Raises:
-        StateError: the state file is missing or cannot be opened.
+        StateError: the state file is missing, cannot be opened or fails its checksum.
+        NoSpaceError, PermissionFault, FileSystemFault: the write failed; nothing changed.
     """
-    store = StateStore(state_path)
-    if not store.path.exists():
-        raise StateError(f"state file {store.path} does not exist")
-    try:
-        with _open(store.path, "r") as src, memory_file() as dst:
+    files = SnapshotFiles(state_path)
+    if not files.path.exists():
+        raise StateError(f"state file {files.path} does not exist")
+
+    def fill(dst: h5py.File) -> None:
+        with open_snapshot(files.path) as (src, _):
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
             for name in src:
                 if name != RETRAIN_GROUP:
                     src.copy(src[name], dst, name=name)
-            _write_group(dst, records)
-            image = file_image(dst)
-    except OSError as exc:
-        raise StateError(f"cannot rewrite state file {store.path}: {exc}") from exc
-    store._keep_previous()
-    write_bytes_atomic(store.path, image)  # no predictable temporary to plant a link at
+        _write_group(dst, records)
+
+    try:
+        image = build_image(fill)
+    except (CorruptFileError, *READ_ERRORS) as exc:
+        raise StateError(f"cannot rewrite state file {files.path}: {exc}") from None
+    files.write(image, keep_previous=True)
 
 
 def read_retrain_table(state_path: str | Path) -> list[RetrainRecord]:
@@ -126,22 +124,20 @@ def read_retrain_table(state_path: str | Path) -> list[RetrainRecord]:
     Raises:
         StateError: neither the file nor its `.prev` can be read.
     """
-    store = StateStore(state_path)
+    files = SnapshotFiles(state_path)
     problems = []
-    for path in (store.path, store.prev_path):
+    for path in (files.path, files.prev_path):
         if not path.exists():
             continue
         try:
-            with _open(path, "r") as handle:
+            with open_snapshot(path) as (handle, _):
                 if RETRAIN_GROUP not in handle:
                     return []
                 return _records(handle[RETRAIN_GROUP])
-        except (OSError, KeyError, ValueError, TypeError, _CorruptFileError) as exc:
+        except (CorruptFileError, *READ_ERRORS) as exc:
             problems.append(f"{path}: {exc}")
-    raise StateError(f"cannot read /retrain of {store.path}: {'; '.join(problems) or 'missing'}")
+    raise StateError(f"cannot read /retrain of {files.path}: {'; '.join(problems) or 'missing'}")
 
 
 def _records(group: h5py.Group) -> list[RetrainRecord]:
-    # state.py's reader turns "i32" columns into Python ints; that suits the i64 one too.
-    columns = [(n, "i32" if k == "i64" else k, d) for n, k, d in RETRAIN_COLUMNS]
-    return [RetrainRecord(**row) for row in _read_table(group, columns)]
+    return [RetrainRecord(**row) for row in read_table(group, RETRAIN_COLUMNS)]

@@ -1,20 +1,22 @@
-"""The run's HDF5 state file: schema, atomic snapshots, and a reader that refuses what it can't use.
+"""The run's HDF5 state file: schema, checksummed atomic snapshots, a reader that refuses what
+it can't use.
 
-This module owns `state/<run>.h5` and is the package's only h5py importer. Tables are typed
+This module owns `state/<run>.h5` (the file handling is `store.snapshot`'s). Tables are typed
 datasets with self-explanatory names, readable with plain h5py or `h5dump` (the schema is
 described in the file's `schema_doc` attribute and in each dataset's `description`). Every save
-rewrites the whole file (it is small) as `<path>.tmp`, fsyncs it, keeps the current file as
-`<path>.prev` and `os.replace`s the new one in, so readers, which only open complete files and
-never lock, cannot see a torn file. No SWMR: the schema grows. Workers never import this module.
+builds the whole file (it is small) in memory, stamps it with the sha256 of its content, and
+writes it with plain file I/O (temp, fsync, `os.replace`), keeping the current file as
+`<path>.prev`; readers, which only open complete files and never lock, cannot see a torn file,
+and a full disk is one line with the last good state untouched. A load verifies the checksum
+and falls back to `.prev` when the main file is corrupt, saying so in `StateStore.recovery`.
+No SWMR: the schema grows. Workers never import this module.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import h5py
 import numpy as np
 
 from econas_hpc import __version__
-from econas_hpc.errors import StateError
+from econas_hpc.errors import ConfigError, StateError
 from econas_hpc.records import (
     POOL_NAMES,
     STATE_SCHEMA_VERSION,
@@ -33,12 +35,21 @@ from econas_hpc.records import (
     check_names,
     utc_now,
 )
+from econas_hpc.runconfig import SearchConfig
 from econas_hpc.settings import PROXY, check_notation
+from econas_hpc.store.snapshot import (
+    READ_ERRORS,
+    CorruptFileError,
+    SnapshotFiles,
+    build_image,
+    open_snapshot,
+    put,
+    read_table,
+)
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_SCHEMAS: tuple[int, ...] = (1,)
-_STR = h5py.string_dtype("utf-8")
 
 # (column, kind, description); network and job columns are the record fields of the same names.
 _NETWORK_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -68,6 +79,8 @@ _JOB_COLUMNS: tuple[tuple[str, str, str], ...] = (
         "why a pending job waits: a fault outside the network (e.g. no_space), or empty",
     ),
 )
+# Columns added after schema 1 was first written: absent in older files, read as their default.
+_OPTIONAL_COLUMNS: dict[str, Any] = {"cause": ""}
 _CYCLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("cycle", "i32", "cycle number; -1 is the initial population"),
     ("n_continued", "i32", "networks trained one more segment this cycle"),
@@ -90,7 +103,8 @@ _ATTRS_DOC = (
     "root attributes: schema_version (int), schema_doc (this text), econas_hpc_version, "
     "config_json (the resolved SearchConfig), seed, rng_state_json (numpy bit-generator state "
     "after the latest plan), cycle (cycle in progress or next; -1 = initial population), "
-    "created / updated / saved_at (ISO 8601 UTC)"
+    "created / updated / saved_at (ISO 8601 UTC), checksum_sha256 (sha256 of every group, "
+    "dataset and attribute but this one, checked on load; a mismatch falls back to .prev)"
 )
 
 
@@ -111,25 +125,6 @@ def _schema_doc() -> str:
 SCHEMA_DOC = _schema_doc()
 
 
-def _open(path: Path, mode: str) -> h5py.File:
-    # Readers and the writer never lock: readers only open complete files (os.replace).
-    try:
-        return h5py.File(path, mode, locking=False)
-    except TypeError:  # h5py without the locking keyword
-        os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-        return h5py.File(path, mode)
-
-
-def _put(group: h5py.Group, name: str, kind: str, values: Sequence[Any], doc: str) -> None:
-    if kind == "str":
-        data = np.array(list(values) or [], dtype=object)
-        dataset = group.create_dataset(name, data=data, shape=(len(values),), dtype=_STR)
-    else:
-        dtype = np.int32 if kind == "i32" else np.float64
-        dataset = group.create_dataset(name, data=np.asarray(values, dtype=dtype))
-    dataset.attrs["description"] = doc
-
-
 def _write_records(
     group: h5py.Group, columns: Sequence[tuple[str, str, str]], rows: list[Any], width: int = 0
 ) -> None:
@@ -137,7 +132,7 @@ def _write_records(
         values: Any = [getattr(row, name) for row in rows]
         if name == "scores":  # N x segments, also when N is 0
             values = np.asarray(values, dtype=np.float64).reshape(len(rows), width)
-        _put(group, name, kind, values, doc)
+        put(group, name, kind, values, doc)
 
 
 def _cycle_values(record: CycleRecord) -> dict[str, Any]:
@@ -160,12 +155,14 @@ def _cycle_values(record: CycleRecord) -> dict[str, Any]:
     return values
 
 
-def _write(handle: h5py.File, state: RunState, segments: int) -> None:
+def _write(
+    handle: h5py.File, state: RunState, segments: int, pools: Mapping[str, Sequence[str]] | None
+) -> None:
     attrs = handle.attrs
     attrs["schema_version"] = STATE_SCHEMA_VERSION
     attrs["schema_doc"] = SCHEMA_DOC
     attrs["econas_hpc_version"] = __version__
-    attrs["config_json"] = json.dumps(state.config)
+    attrs["config_json"] = json.dumps(state.config.to_dict())
     attrs["seed"] = state.seed
     attrs["rng_state_json"] = state.rng_state
     attrs["cycle"] = state.cycle
@@ -179,54 +176,24 @@ def _write(handle: h5py.File, state: RunState, segments: int) -> None:
     rows = [_cycle_values(c) for c in state.cycles]
     group = handle.create_group("cycles")
     for name, kind, doc in _CYCLE_COLUMNS:
-        _put(group, name, kind, [row[name] for row in rows], doc)
-    pools = handle.create_group("pools")
-    for name, members in _current_pools(state).items():
-        _put(pools, name, "str", members, f"arch_ids in pool {name} at this save, best first")
+        put(group, name, kind, [row[name] for row in rows], doc)
+    if pools is not None:
+        group = handle.create_group("pools")
+        for name, members in pools.items():
+            put(
+                group,
+                name,
+                "str",
+                list(members),
+                f"arch_ids in pool {name} at this save, best first",
+            )
 
 
 def _scores_width(state: RunState) -> int:
     """Columns of /networks/scores: segments per network (from the records, else the config)."""
     if state.networks:
         return len(next(iter(state.networks.values())).scores)
-    from econas_hpc.search.config import SearchConfig
-
-    return SearchConfig.from_dict(state.config).segments_per_network
-
-
-def _current_pools(state: RunState) -> dict[str, list[str]]:
-    # The policy is pure and stdlib+numpy only, so the store may ask it for the derived pools.
-    from econas_hpc.search.config import SearchConfig
-    from econas_hpc.search.evolution import pools
-
-    return pools(state, SearchConfig.from_dict(state.config), state.cycle)
-
-
-class _CorruptFileError(Exception):
-    """A state file that cannot be opened or lacks what the schema requires."""
-
-
-# Columns added after schema 1 was first written: absent in older files, read as their default.
-_OPTIONAL_COLUMNS = {"cause": ""}
-
-
-def _column(group: h5py.Group, name: str, kind: str) -> list[Any]:
-    if name in _OPTIONAL_COLUMNS and name not in group:
-        return [_OPTIONAL_COLUMNS[name]] * len(group[next(iter(group))])
-    dataset = group[name]
-    if kind == "str":
-        return [str(v) for v in dataset.asstr()[()]]
-    if name == "scores":
-        return [tuple(float(x) for x in row) for row in dataset[()]]
-    return [int(v) if kind == "i32" else float(v) for v in dataset[()]]
-
-
-def _read_table(group: h5py.Group, columns: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
-    data = {name: _column(group, name, kind) for name, kind, _ in columns}
-    count = len(data[columns[0][0]])
-    if any(len(values) != count for values in data.values()):
-        raise _CorruptFileError(f"/{group.name} columns have different lengths")
-    return [{name: data[name][i] for name in data} for i in range(count)]
+    return state.config.segments_per_network
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -264,31 +231,43 @@ def _check_schema(path: Path, version: int) -> None:
         )
 
 
-def _read(path: Path) -> RunState:
+def _check_checked(handle: h5py.File, checked: bool) -> None:
+    # Files written before checksums (and run ids) existed are read unverified; a file with a
+    # run id was written with a checksum, so one without is damaged.
+    if not checked and "run_id" in handle.attrs:
+        raise CorruptFileError("it has lost its checksum block")
+
+
+def _config(text: str, path: Path) -> SearchConfig:
+    """The typed config of `config_json`, decoded once, here (the search never re-parses it).
+
+    Raises:
+        CorruptFileError: not a JSON object, or not a valid search config.
+        StateError: a file from before the 2^(x/2) levels whose setting changed meaning.
+    """
     try:
-        handle = _open(path, "r")
-    except OSError as err:
-        raise _CorruptFileError(str(err)) from None
-    with handle:
-        try:
-            _check_schema(path, int(handle.attrs["schema_version"]))
-            attrs = {
-                k: handle.attrs[k]
-                for k in ("config_json", "seed", "rng_state_json", "cycle", "created", "updated")
-            }
-            networks = [
-                NetworkRecord(**r) for r in _read_table(handle["networks"], _NETWORK_COLUMNS)
-            ]
-            jobs = [JobRecord(**r) for r in _read_table(handle["jobs"], _JOB_COLUMNS)]
-            cycles = [_cycle_record(r) for r in _read_table(handle["cycles"], _CYCLE_COLUMNS)]
-            check_names(networks, jobs, cycles)  # ids become folder names: arch_ids only
-            config = json.loads(str(attrs["config_json"]))  # bad JSON: a ValueError, so .prev
-            if not isinstance(config, dict):
-                raise TypeError(f"config_json holds a {type(config).__name__}, not an object")
-        except (OSError, KeyError, ValueError, TypeError, RecursionError) as err:
-            raise _CorruptFileError(f"{type(err).__name__}: {err}") from None
+        config = json.loads(text)
+    except ValueError as err:
+        raise CorruptFileError(f"attribute config_json is not JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise CorruptFileError("attribute config_json is not a JSON object")
+    # A file that predates the notation record is refused if its setting changed meaning.
+    setting = str(config.get("setting", PROXY))
+    check_notation(str(config.get("notation", "")), [setting], f"state {path}")
+    try:
+        return SearchConfig.from_dict(config)
+    except ConfigError as err:
+        raise CorruptFileError(f"attribute config_json: {err}") from None
+
+
+def _decode(handle: h5py.File, path: Path) -> RunState:
+    attrs = handle.attrs
+    networks = [NetworkRecord(**r) for r in read_table(handle["networks"], _NETWORK_COLUMNS)]
+    jobs = [JobRecord(**r) for r in read_table(handle["jobs"], _JOB_COLUMNS, _OPTIONAL_COLUMNS)]
+    cycles = [_cycle_record(r) for r in read_table(handle["cycles"], _CYCLE_COLUMNS)]
+    check_names(networks, jobs, cycles)  # ids become folder names: arch_ids only
     return RunState(
-        config=config,
+        config=_config(str(attrs["config_json"]), path),
         seed=int(attrs["seed"]),
         rng_state=str(attrs["rng_state_json"]),
         cycle=int(attrs["cycle"]),
@@ -300,67 +279,112 @@ def _read(path: Path) -> RunState:
     )
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+def _read(path: Path) -> RunState:
+    """One state file, verified and decoded.
+
+    Raises:
+        CorruptFileError: it cannot be opened, fails its checksum, or lacks what the schema
+            requires.
+        StateError: an intact file of a schema this reader does not know.
+    """
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        with open_snapshot(path) as (handle, checked):
+            _check_checked(handle, checked)
+            _check_schema(path, int(handle.attrs["schema_version"]))
+            return _decode(handle, path)
+    except READ_ERRORS as err:
+        raise CorruptFileError(f"{type(err).__name__}: {err}") from None
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of `path`, None when it is missing: a replaced file differs."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+PoolsOf = Callable[[RunState], Mapping[str, Sequence[str]]]
 
 
 class StateStore:
-    """Atomic snapshots of one run's `RunState` in `path` (previous one kept as `<path>.prev`).
+    """Checksummed atomic snapshots of one run's `RunState` in `path` (previous: `<path>.prev`).
 
-    `loaded_from` is the file the latest `load` used (the main file or `.prev`).
+    `pools`: what the caller's policy says the P20/P40/P60 pools are, written as the derived
+    `/pools` group on each save (the store knows no policy); None writes no `/pools`.
+    After a `load`, `loaded_from` is the file it used (the main file or `.prev`) and `recovery`
+    says why `.prev` was needed ("" when the main file was good).
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.prev_path = self.path.with_name(self.path.name + ".prev")
-        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+    def __init__(self, path: str | Path, pools: PoolsOf | None = None) -> None:
+        self.files = SnapshotFiles(path)
+        self.path = self.files.path
+        self.prev_path = self.files.prev_path
+        self.tmp_path = self.files.tmp_path
         self.loaded_from: Path | None = None
+        self.recovery = ""
+        self._pools = pools
+        self._written: tuple[int, int, int] | None = None
 
     def exists(self) -> bool:
         """True when the main file or its previous snapshot exists."""
-        return self.path.exists() or self.prev_path.exists()
+        return self.files.exists()
 
     def save(self, state: RunState) -> None:
-        """Write `state` atomically: `.tmp`, fsync, current file -> `.prev`, rename, fsync dir.
+        """Write `state` atomically; a current file that verifies becomes `.prev`.
 
-        A stray `.tmp` from a crashed save is overwritten. A main file that cannot be opened
-        does not replace a good `.prev`.
+        A main file that is corrupt does not replace a good `.prev`.
+
+        Raises:
+            NoSpaceError, PermissionFault, FileSystemFault: one line; the files on disk are
+                as they were.
         """
         segments = _scores_width(state)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        main_ok = self.path.exists() and self._main_opens()
-        with _open(self.tmp_path, "w") as handle:
-            _write(handle, state, segments)
+        pools = self._pools(state) if self._pools is not None else None
+        main_ok = self._main_ok()
+
+        def fill(handle: h5py.File) -> None:
+            _write(handle, state, segments, pools)
             if main_ok:
                 self._carry_foreign_groups(handle)
-            handle.flush()
-        _fsync_path(self.tmp_path)
-        if main_ok:
-            self._keep_previous()
-        os.replace(self.tmp_path, self.path)
-        _fsync_path(self.path.parent, directory=True)
+
+        image = build_image(fill)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.files.write(image, keep_previous=main_ok)
+        self._written = _identity(self.path)
+
+    def _main_ok(self) -> bool:
+        """The main file is a good snapshot (it becomes `.prev` and lends its foreign groups)."""
+        identity = _identity(self.path)
+        if identity is None:
+            return False
+        if identity == self._written:  # the file this store wrote last, untouched since
+            return True
+        try:
+            _read(self.path)
+            return True
+        except (CorruptFileError, StateError):
+            return False
 
     def _carry_foreign_groups(self, handle: h5py.File) -> None:
         """Copy groups other writers own (e.g. `/retrain`) from the current file unchanged."""
-        with _open(self.path, "r") as src:
+        with open_snapshot(self.path) as (src, _):
             for name in src:
                 if name not in handle:
                     src.copy(src[name], handle, name=name)
 
     def load(self) -> RunState:
-        """The latest complete snapshot; see `load_with_source`."""
+        """The latest good snapshot; see `load_with_source`."""
         return self.load_with_source()[0]
 
     def load_with_source(self) -> tuple[RunState, Path]:
-        """Read the main file, or `.prev` (with a warning) when the main one is corrupt/missing.
+        """Read the main file, or `.prev` (with a warning, and `recovery` set) when the main
+        one is missing, unreadable or fails its checksum.
 
         Raises:
-            StateError: neither file exists or is readable, a schema newer than supported, or
-                a search setting written under the old notation that changed meaning.
+            StateError: neither file exists or is readable, or an intact file of a schema this
+                reader does not know.
         """
         if not self.exists():
             raise StateError(f"state file {self.path} does not exist")
@@ -371,32 +395,13 @@ class StateStore:
                 continue
             try:
                 state = _read(candidate)
-            except _CorruptFileError as err:
+            except CorruptFileError as err:
                 problems.append(f"{candidate} is unreadable ({err})")
                 continue
-            # A file from before the 2^(x/2) levels is refused if its setting changed meaning.
-            setting = str(state.config.get("setting", PROXY))
-            check_notation(str(state.config.get("notation", "")), [setting], f"state {candidate}")
-            if candidate != self.path:
-                log.warning("%s; loaded the previous snapshot %s instead", problems[0], candidate)
             self.loaded_from = candidate
+            self.recovery = ""
+            if candidate != self.path:
+                self.recovery = f"{problems[0]}; loaded the previous snapshot {candidate}"
+                log.warning("%s", self.recovery)
             return state, candidate
         raise StateError(f"state file {self.path} cannot be loaded: {'; '.join(problems)}")
-
-    def _main_opens(self) -> bool:
-        try:
-            with _open(self.path, "r") as handle:
-                return "schema_version" in handle.attrs
-        except OSError:
-            return False
-
-    def _keep_previous(self) -> None:
-        # A hard link keeps the current file in place, so readers always find `path`.
-        staging = self.prev_path.with_name(self.prev_path.name + ".tmp")
-        staging.unlink(missing_ok=True)
-        try:
-            os.link(self.path, staging)
-        except OSError:  # filesystems without hard links
-            shutil.copyfile(self.path, staging)
-            _fsync_path(staging)
-        os.replace(staging, self.prev_path)

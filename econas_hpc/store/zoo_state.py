@@ -2,10 +2,10 @@
 
 This module owns `state/<zoo>.h5` of the proxy-reliability study: the zoo's networks, the settings
 they are trained in, each network's parameters and MACs per setting, and one result per (network,
-setting) unit. It reuses the run store's file discipline (`store.state`: h5py opened without locks,
-typed columns with a `description` attribute, keep `<path>.prev`; the new file is built in memory by
-`store.h5image` and published by `fsio`, so no temporary name can be planted), so readers never see
-a torn file and a corrupt main file falls back to `.prev`. Workers never import this module; the zoo
+setting) unit. It reuses the run store's file discipline (`store.snapshot`: h5py opened without
+locks, typed columns with a `description` attribute, the file built in memory and checksummed,
+written atomically with `<path>.prev` kept), so readers never see a torn file, a full disk changes
+nothing, and a corrupt main file falls back to `.prev`. Workers never import this module; the zoo
 runner is the file's single writer.
 
 Schema (also in the file's `schema_doc` attribute):
@@ -34,11 +34,16 @@ import numpy as np
 
 from econas_hpc import __version__
 from econas_hpc.errors import StateError
-from econas_hpc.fsio import write_bytes_atomic
 from econas_hpc.records import utc_now
 from econas_hpc.settings import NOTATION
-from econas_hpc.store.h5image import file_image, memory_file
-from econas_hpc.store.state import StateStore, _open, _put
+from econas_hpc.store.snapshot import (
+    READ_ERRORS,
+    CorruptFileError,
+    SnapshotFiles,
+    build_image,
+    open_snapshot,
+    put,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +181,7 @@ SCHEMA_DOC = _schema_doc()
 def _write_table(handle: h5py.File, group: str, rows: Sequence[Any]) -> h5py.Group:
     out = handle.create_group(group)
     for name, kind, doc in _columns(_TABLES[group]):
-        _put(out, name, kind, [getattr(row, name) for row in rows], doc)
+        put(out, name, kind, [getattr(row, name) for row in rows], doc)
     return out
 
 
@@ -225,7 +230,8 @@ def _read_rows(handle: h5py.File, group: str) -> list[Any]:
 
 def _read(path: Path) -> ZooState:
     """Parse one zoo file; OSError/KeyError/ValueError/TypeError mean an unusable file."""
-    with _open(path, "r") as handle:
+    # zoo files written before checksums existed are read unverified
+    with open_snapshot(path) as (handle, _):
         version = int(handle.attrs["schema_version"])
         if version not in SUPPORTED_ZOO_SCHEMAS:
             raise StateError(
@@ -255,7 +261,7 @@ class ZooStore:
 
     def __init__(self, path: str | Path) -> None:
         # The run store's file handling (paths, `.prev` rotation) is reused as is.
-        self._files = StateStore(path)
+        self._files = SnapshotFiles(path)
         self.path = self._files.path
         self.prev_path = self._files.prev_path
         self.loaded_from: Path | None = None
@@ -265,17 +271,16 @@ class ZooStore:
         return self._files.exists()
 
     def save(self, zoo: ZooState) -> None:
-        """Write `zoo` atomically (built in memory, current -> `.prev`, `fsio` publishes it)."""
+        """Write `zoo` atomically (in memory, then temp + fsync + rename; current -> `.prev`).
+
+        Raises:
+            NoSpaceError, PermissionFault, FileSystemFault: one line; the files are unchanged.
+        """
         files = self._files
         zoo.updated = utc_now()
+        image = build_image(lambda handle: _write(handle, zoo))
         files.path.parent.mkdir(parents=True, exist_ok=True)
-        # Built in memory, published by fsio: no predictable temporary to plant a link at.
-        with memory_file() as handle:
-            _write(handle, zoo)
-            image = file_image(handle)
-        if files.path.exists() and files._main_opens():
-            files._keep_previous()
-        write_bytes_atomic(files.path, image)
+        files.write(image, keep_previous=files.path.exists() and files.main_verifies())
 
     def load(self) -> ZooState:
         """The zoo file, or `.prev` (with a warning) when the main file is missing or corrupt.
@@ -287,12 +292,15 @@ class ZooStore:
             raise StateError(f"zoo file {self.path} does not exist; create it with `zoo create`")
         problems: list[str] = []
         for candidate in (self.path, self.prev_path):
-            try:
-                zoo = _read(candidate)
-            except FileNotFoundError:
+            if not candidate.exists():
                 problems.append(f"{candidate} is missing")
                 continue
-            except (OSError, KeyError, ValueError, TypeError) as err:
+            try:
+                zoo = _read(candidate)
+            except CorruptFileError as err:
+                problems.append(f"{candidate} is unreadable ({err})")
+                continue
+            except READ_ERRORS as err:
                 problems.append(f"{candidate} is unreadable ({type(err).__name__}: {err})")
                 continue
             if problems:

@@ -168,14 +168,28 @@ def sample_zoo(size: int, nodes: int, ops: str, seed: int) -> list[Genotype]:
     )
 
 
+MAX_ZOO_SIZE, MAX_ZOO_NODES = 100_000, 64  # beyond these: a typo, not a study
+
+
 def create_zoo(
-    path: str | Path, size: int, nodes: int = 5, ops: str = "zoo13", seed: int = 0
+    path: str | Path,
+    size: int,
+    nodes: int = 5,
+    ops: str = "zoo13",
+    seed: int = 0,
+    *,
+    allow_large: bool = False,
 ) -> ZooState:
     """Sample a zoo and write it to `path`; an existing zoo (or its `.prev`) is never replaced.
 
     Raises:
-        StateError: `path` already holds a zoo. ConfigError: see `sample_zoo`.
+        StateError: `path` already holds a zoo. ConfigError: see `sample_zoo`; a size beyond
+            MAX_ZOO_SIZE without `allow_large`; nodes outside 1..MAX_ZOO_NODES.
     """
+    if isinstance(size, int) and size > MAX_ZOO_SIZE and not allow_large:
+        raise ConfigError(f"zoo size {size} exceeds {MAX_ZOO_SIZE}; pass --allow-large if meant")
+    if isinstance(nodes, int) and not 1 <= nodes <= MAX_ZOO_NODES:
+        raise ConfigError(f"zoo nodes={nodes} must be 1..{MAX_ZOO_NODES}")
     store = ZooStore(path)
     if store.exists():
         raise StateError(

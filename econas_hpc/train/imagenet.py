@@ -3,8 +3,10 @@
 Owns `run_imagenet`, the DistributedDataParallel trainer every process of a job runs, and its
 `ImageNetRun` (a `loop.StepLoop`). The per-rank plan is in `imagenet_plan.py`; what to train, the
 result and the batch / lr rule (lr_max = 0.8 x B / 2048, warm-up from 0.2 x B / 2048) in
-`imagenet_spec.py`. Recipe: SGD momentum 0.9, weight decay 3e-5, label smoothing 0.1, auxiliary
-weight 0.4, clipping at norm 5, linear warm-up over 2 epochs then cosine to 0 (spec 6.4, 12 #19).
+`imagenet_spec.py`. Recipe: SGD momentum 0.9, weight decay 3e-5, auxiliary weight 0.4, clipping
+at norm 5, linear warm-up over 2 epochs then cosine to 0 (spec 6.4, 12 #19); random-resized crop
+and flip, with DARTS' colour jitter 0.4 and label smoothing 0.1 only when the recipe sets them
+(profile `official`, or overrides).
 
 Exactness. At step k the processes together see positions [kB, (k+1)B) of one permutation
 (`ShardOrder(seed, epoch)`), whatever the process count. Micro-batch m of process r takes every
@@ -356,6 +358,7 @@ def _build(spec: ImageNetSpec, dist: Dist, started: float) -> ImageNetRun:
         spec.seed,
         spec.epoch_start,
         spec.workers,
+        color_jitter=recipe.color_jitter,
     )
     train_model: nn.Module = model
     if dist.world_size > 1:

@@ -56,7 +56,8 @@ def render_inspect(console: Console, info: Mapping[str, Any]) -> None:
         console: where to print.
         info: the summary from `econas_hpc.cli.inspect_info`: arch_id, genotype (JSON dict
             form), setting, dataset, channels, resolution, layers, params, params_with_aux
-            (None when the auxiliary head cannot be built; aux_note says why), macs,
+            (None when the auxiliary head cannot be built; aux_note says why), macs, macs_note
+            (ImageNet only, else None),
             feature_size (side in px of the map entering global pooling), normal_concat_len,
             reduce_concat_len, normal_width and reduce_width.
     """
@@ -86,6 +87,8 @@ def render_inspect(console: Console, info: Mapping[str, Any]) -> None:
         format_count(with_aux) if with_aux is not None else escape(f"n/a: {info.get('aux_note')}"),
     )
     summary.add_row("MACs / image", format_count(info["macs"]))
+    if info.get("macs_note"):
+        summary.add_row("", escape(str(info["macs_note"])))
     side = int(info["feature_size"])
     summary.add_row("before pooling", f"{side} × {side} px feature map")
     console.print(summary)

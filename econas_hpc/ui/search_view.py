@@ -191,8 +191,11 @@ def _overview(run: Mapping[str, Any]) -> Table:
             + ("; dry run" if run.get("dry_run") else "")
         ),
     )
-    if run.get("loaded_from") and run["loaded_from"] != run["state"]:
-        table.add_row("note", escape(f"main file unreadable; read {run['loaded_from']}"))
+    if run.get("recovered_from_prev") or (
+        run.get("loaded_from") and run["loaded_from"] != run["state"]
+    ):
+        why = run.get("recovery") or f"main file unreadable; read {run['loaded_from']}"
+        table.add_row("[red]recovered[/red]", escape(f"from the previous snapshot: {why}"))
     return table
 
 
@@ -330,6 +333,10 @@ def render_best(console: Console, best: Mapping[str, Any]) -> None:
         else (f"incomplete: {best['cycle']} of {best['cycles_total']} cycles done")
     )
     console.print(escape(f"{best['state']}: {state}"))
+    if best.get("recovered_from_prev"):
+        console.print(
+            f"[red]recovered from the previous snapshot:[/red] {escape(best['recovery'])}"
+        )
     for line in _waiting_lines(best.get("waiting") or []):
         console.print(f"[red]{escape(line)}[/red]; fix it, then `resume`")
     if not best["networks"]:

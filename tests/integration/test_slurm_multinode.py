@@ -233,7 +233,7 @@ def _finished_run(tmp_path: Path) -> Path:
     genotype = sample_genotype(np.random.default_rng(0))
     record = NetworkRecord(genotype.arch_id, "", genotype.to_json(), 0, 0, 3, (1.0, 2.0, 3.0), "ok")
     cfg = SearchConfig(dataset="synthetic", data_dir=str(tmp_path / "data"))
-    state = RunState(cfg.to_dict(), 0, "{}", 3, {genotype.arch_id: record})
+    state = RunState(cfg, 0, "{}", 3, {genotype.arch_id: record})
     path = tmp_path / "run1.h5"
     StateStore(path).save(state)
     execution = ExecOptions(executor="slurm", device="cpu")
