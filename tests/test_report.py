@@ -33,8 +33,8 @@ from econas_hpc.search.figures import FIGURE_STEMS, SIZE_IN
 from econas_hpc.search.history import RunHistory, SegmentFacts, run_history
 from econas_hpc.search.reconcile import SearchEvent
 from econas_hpc.search.report import default_out_dir, read_history, run_report
+from econas_hpc.search.runfile import ExecOptions, TrainOptions
 from econas_hpc.search.summary import summarize
-from econas_hpc.search.workitems import ExecOptions, TrainOptions
 from econas_hpc.store.state import StateStore
 
 SMALL = SearchConfig(cycles=3, initial_population=8, dry_run=True)
@@ -85,21 +85,21 @@ def test_series_follow_the_state_and_agree_with_status(finished: Path) -> None:
         np.testing.assert_equal(point.best, record.pool_best)  # NaN (empty pool) equals NaN
         assert point.sizes == record.pool_sizes
     end = history.pools[-1]
-    assert dict(zip(POOL_NAMES, _nan_none(end.best), strict=True)) == status["pool_best"]
-    assert dict(zip(POOL_NAMES, end.sizes, strict=True)) == status["pools"]
+    assert dict(zip(POOL_NAMES, _nan_none(end.best), strict=True)) == status.pool_best
+    assert dict(zip(POOL_NAMES, end.sizes, strict=True)) == status.pools
     # proxy rank: what each finished cycle stored; the last one checked against scipy
     assert [p.cycle for p in history.proxy_rank] == [-1, 0, 1, 2]
     last = history.proxy_rank[-1]
-    assert _nan_none((last.p20_p40, last.p40_p60)) == list(status["proxy_rank"].values())
+    assert _nan_none((last.p20_p40, last.p40_p60)) == list(status.proxy_rank.values())
     pairs = [
         n.scores[:2] for n in state.networks.values() if n.status == "ok" and n.segments_done >= 2
     ]
     assert last.p20_p40 == pytest.approx(spearmanr(*zip(*pairs, strict=True)).statistic)
     # cost: every concluded segment counted once, device time as the records (and status) say
     assert [c.cycle for c in history.cost] == [-1, 0, 1, 2]
-    assert sum(c.done + c.failed for c in history.cost) == status["segments_done"]
+    assert sum(c.done + c.failed for c in history.cost) == status.segments_done
     assert all(c.finished and c.open == 0 and c.planned == c.done + c.failed for c in history.cost)
-    assert sum(c.device_hours for c in history.cost) == pytest.approx(status["gpu_hours"])
+    assert sum(c.device_hours for c in history.cost) == pytest.approx(status.gpu_hours)
     # networks: every scored "ok" network; a dry run measures no parameters, so no front
     ok = [n for n in state.networks.values() if n.status == "ok" and n.segments_done]
     assert {n.arch_id for n in history.networks} == {n.arch_id for n in ok}

@@ -30,7 +30,7 @@ from econas_hpc.cluster.accounting import Counters
 from econas_hpc.records import OPEN_JOB_STATES, CycleRecord, RunState, pool_name
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.study.metrics import pareto_front
+from econas_hpc.search.pareto import pareto_front
 
 __all__ = [
     "CostPoint",

@@ -23,8 +23,10 @@ from econas_hpc.search import figures
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.history import RunHistory, SegmentFacts, SegmentKey, run_history
 from econas_hpc.search.live import segment_faults
+from econas_hpc.search.runfile import TrainOptions, read_run_file
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.search.scores import score_meaning
-from econas_hpc.search.workitems import RunPaths, TrainOptions, read_run_file, result_file
+from econas_hpc.search.workitems import result_file
 from econas_hpc.store.state import StateStore
 
 __all__ = ["default_out_dir", "read_history", "run_report", "score_kind", "segment_facts"]

@@ -21,11 +21,11 @@ import numpy as np
 
 from econas_hpc.plotting import DPI as DPI  # the figure tests size PNGs with it
 from econas_hpc.plotting import new_figure, note, save_figure
+from econas_hpc.search.pareto import pareto_front
 from econas_hpc.study.metrics import (
     Values,
     entropy,
     factor_level,
-    pareto_front,
     spearman,
     tolerant_spearman,
 )
