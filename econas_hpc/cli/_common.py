@@ -19,7 +19,6 @@ __all__ = [
     "EXEC_FLAGS",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
-    "KEPT",
     "PROG",
     "add_exec_options",
     "add_time_limit",

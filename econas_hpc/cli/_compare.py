@@ -10,7 +10,7 @@ from typing import Any
 
 from econas_hpc.cli._common import json_line
 
-__all__ = ["COMPARE_FLAGS", "add_compare_command"]
+__all__ = ["add_compare_command"]
 
 COMPARE_FLAGS = ("budget_epochs", "top", "workers", "device", "work_dir")
 

@@ -16,7 +16,7 @@ from econas_hpc.settings import DATASETS, PROFILES
 from econas_hpc.ui.cluster_view import render_cluster
 from econas_hpc.ui.search_view import SearchView, render_best, render_status
 
-__all__ = ["DEFAULT_STATE", "DEMO_STATE", "SEARCH_FLAGS", "add_search_commands"]
+__all__ = ["DEFAULT_STATE", "DEMO_STATE", "add_search_commands"]
 
 DEFAULT_STATE = "state/run1.h5"
 DEMO_STATE = "state/demo.h5"

@@ -13,7 +13,7 @@ from econas_hpc.cluster.options import EXECUTOR_KINDS
 from econas_hpc.settings import DATASETS, IMAGENET_BASE
 from econas_hpc.ui.search_view import render_retrain
 
-__all__ = ["RETRAIN_FLAGS", "SUBMIT_EXECUTORS", "SUBMIT_FLAGS", "add_train_commands"]
+__all__ = ["add_train_commands"]
 
 SUBMIT_FLAGS = ("partition", "timeout_min", "account", "qos")
 SUBMIT_EXECUTORS = tuple(k for k in EXECUTOR_KINDS if k != "debug")  # `train` submits one job

@@ -10,7 +10,7 @@ from econas_hpc.cli._common import EXEC_FLAGS, add_exec_options, emit, picked
 from econas_hpc.settings import DATASETS, PROFILES
 from econas_hpc.ui.zoo_view import render_zoo_created, render_zoo_report, render_zoo_trained
 
-__all__ = ["ZOO_DATASETS", "ZOO_STATE", "ZOO_TRAIN_FLAGS", "add_zoo_commands"]
+__all__ = ["ZOO_STATE", "add_zoo_commands"]
 
 ZOO_STATE = "state/zoo1.h5"
 # `zoo train` offers the two sets its training-set size knows (`ZooTrainOptions.train_size`).
