@@ -9,12 +9,11 @@ from typing import Any
 from rich.console import Console
 
 from econas_hpc.cli._common import EXIT_INTERRUPTED, _add_time_limit, _json_line, _picked
-from econas_hpc.cluster.options import EXECUTOR_KINDS
+from econas_hpc.cluster.options import EXECUTOR_KINDS, SUBMIT_KINDS
 from econas_hpc.settings import DATASETS, IMAGENET_BASE
 from econas_hpc.ui.search_view import render_retrain
 
 SUBMIT_FLAGS = ("partition", "timeout_min", "account", "qos")
-SUBMIT_EXECUTORS = tuple(k for k in EXECUTOR_KINDS if k != "debug")  # `train` submits one job
 RETRAIN_FLAGS = (
     "executor",
     "partition",
@@ -121,7 +120,7 @@ def _add_train_distribution(train: argparse.ArgumentParser) -> None:
         help="micro-batches per GPU and step (gradient accumulation)",
     )
     sub = train.add_argument_group("submission (--partition or --nodes > 1 submit to Slurm)")
-    sub.add_argument("--executor", choices=SUBMIT_EXECUTORS, help="submit instead of running")
+    sub.add_argument("--executor", choices=SUBMIT_KINDS, help="submit instead of running")
     sub.add_argument("--partition", help="Slurm partition")
     _add_time_limit(sub)
     sub.add_argument("--account")
