@@ -37,7 +37,7 @@ def comparable(state: RunState, keep_attempts: bool = True) -> dict[str, Any]:
     """The state without what legitimately differs between equal runs: timestamps, job ids,
     wall/GPU times, the (absolute) data directory."""
     data = state.to_dict()
-    for key in ("created", "updated"):
+    for key in ("created", "updated", "run_id"):  # run_id: made anew by each launch
         data.pop(key)
     data["config"] = {k: v for k, v in data["config"].items() if k != "data_dir"}
     for job in data["jobs"]:

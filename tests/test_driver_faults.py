@@ -56,7 +56,7 @@ def dumps(state: RunState, checkpoints: bool = True) -> str:
     data = state.to_dict()
     for net in data["networks"] if not checkpoints else ():
         net.pop("checkpoint_sha256")
-    for key in ("created", "updated"):
+    for key in ("created", "updated", "run_id"):  # run_id: made anew by each launch
         data.pop(key)
     data["config"].pop("data_dir")
     for job in data["jobs"]:

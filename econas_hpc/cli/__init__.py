@@ -87,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         sys.stderr.write(f"{PROG}: error: {CAUSES[cause]}: {exc}\n")
         return EXIT_ENVIRONMENT
-    except KeyboardInterrupt:
-        sys.stderr.write(
-            f"{PROG}: interrupted; nothing was charged to any network (jobs already submitted "
-            "keep running; `resume` re-attaches them)\n"
-        )
+    except KeyboardInterrupt as exc:  # a command may say what was kept (`_stops_cleanly`)
+        detail = f"; {exc}" if str(exc) else ""
+        sys.stderr.write(f"{PROG}: interrupted{detail}\n")
         return EXIT_INTERRUPTED

@@ -42,27 +42,34 @@ def _configure_logging() -> None:
         )
 
 
+KEPT = (
+    "nothing was charged to any network; jobs already submitted keep running and `resume` "
+    "re-attaches them"
+)
+
+
 @contextlib.contextmanager
-def _sigterm_stops(what: str) -> Iterator[None]:
-    """SIGTERM (a person's `kill`, the scheduler ending a driver job) stops `what` as Ctrl-C
-    does: the with-blocks unwind, so the driver lock is released and nothing is charged."""
+def _stops_cleanly(what: str) -> Iterator[None]:
+    """Ctrl-C and SIGTERM (a person's `kill`, the scheduler ending a driver job) stop `what`
+    cleanly: the with-blocks unwind (the driver lock is released), nothing is charged, and the
+    one line says so (Ctrl-C: exit 130; SIGTERM: an `InterruptedRun`, exit 3)."""
     from econas_hpc.errors import InterruptedRun
 
     def stop(signum: int, frame: object) -> None:
-        raise InterruptedRun(
-            f"{what} stopped by SIGTERM; nothing was charged to any network; jobs already "
-            "submitted keep running and `econas-hpc resume` re-attaches them"
-        )
+        raise InterruptedRun(f"{what} stopped by SIGTERM; {KEPT}")
 
+    installed, previous = True, None
     try:
         previous = signal.signal(signal.SIGTERM, stop)
     except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+        installed = False
     try:
         yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(KEPT) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if installed:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _picked(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _picked, _sigterm_stops
+from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _picked, _stops_cleanly
 from econas_hpc.search.config import STRATEGIES
 from econas_hpc.search.runsummary import UnreadableRun
 from econas_hpc.settings import DATASETS, PROFILES
@@ -43,7 +43,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
         return _detached(detach_launch(state, spec, args.argv))
     console = Console()
-    with _sigterm_stops(f"run {state}"), SearchView(console, state, spec.cfg.cycles) as view:
+    with _stops_cleanly(f"run {state}"), SearchView(console, state, spec.cfg.cycles) as view:
         run_search(state, spec.cfg, spec.execution, view, spec.train)
     render_status(console, summarize_all([state]))
     return 0
@@ -64,7 +64,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
         return _detached(detach_resume(args.state, _picked(args, EXEC_FLAGS), args.argv))
     console = Console()
-    with _sigterm_stops(f"run {args.state}"), SearchView(console, args.state) as view:
+    with _stops_cleanly(f"run {args.state}"), SearchView(console, args.state) as view:
         run_search(args.state, None, _picked(args, EXEC_FLAGS), view)
     render_status(console, summarize_all([args.state]))
     return 0

@@ -48,7 +48,7 @@ def read_outcome(path: Path, arch_id: str, epochs: tuple[int, int]) -> SegmentOu
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # deep nesting: not a result either
         return _set_aside(path, f"unreadable ({exc})")
     try:
         found = (str(data["arch_id"]), int(data["epoch_start"]), int(data["epoch_end"]))

@@ -194,5 +194,5 @@ def read_run_file(paths: RunPaths) -> tuple[TrainOptions, ExecOptions]:
             f"run file {paths.run_file} is missing; it holds the run's train and "
             "execution options and must stay beside the state file"
         ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise StateError(f"run file {paths.run_file} is unreadable: {exc}") from None

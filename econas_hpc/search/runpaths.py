@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from econas_hpc.errors import ConfigError
 from econas_hpc.space.genotype import check_arch_id
+from econas_hpc.store.binding import RUN_FOLDER_SUFFIX, check_state_path
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -37,12 +37,8 @@ class RunPaths:
             ConfigError: a state path ending in `.d` (the run folder's own suffix) or a folder.
         """
         state = Path(state_path).expanduser().absolute()
-        if state.suffix == ".d" or state.is_dir():
-            raise ConfigError(
-                f"state file {state_path} is a folder or ends in .d (the suffix of a run's "
-                "folder); name a file such as state/run1.h5"
-            )
-        root = state.with_suffix(".d")
+        check_state_path(state)
+        root = state.with_suffix(RUN_FOLDER_SUFFIX)
         run = _NAME_UNSAFE.sub("_", state.stem) or "run"
         return cls(
             state,

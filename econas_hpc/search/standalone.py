@@ -30,7 +30,7 @@ from econas_hpc.cluster.options import SUBMIT_KINDS
 from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, DataError
-from econas_hpc.fsio import make_private_dir
+from econas_hpc.fsio import FileSystemFault, NoSpaceError, make_private_dir
 from econas_hpc.runconfig import SEED_MAX
 from econas_hpc.search.runfile import ExecOptions
 from econas_hpc.settings import CIFAR_BASE, DATASETS, IMAGENET_BASE, Setting, make_recipe
@@ -216,7 +216,12 @@ def _check_request_paths(request: TrainRequest) -> None:
     """Refuse a bad seed, an unusable run folder or an unreadable data folder before training."""
     if not 0 <= request.seed <= SEED_MAX:
         raise ConfigError(f"--seed {request.seed} must be 0..{SEED_MAX}")
-    make_private_dir(request.run_dir)  # one line for /proc/nope, a foreign or writable folder
+    try:  # the folder the user named: unusable is bad input (exit 2); a full disk is not
+        make_private_dir(request.run_dir)
+    except FileSystemFault as exc:
+        if isinstance(exc, NoSpaceError):
+            raise
+        raise ConfigError(f"--run-dir {request.run_dir}: {exc}") from None
     data = Path(request.data_dir)
     if request.dataset != "synthetic" and data.exists():
         if not data.is_dir():

@@ -56,8 +56,8 @@ class CorruptFileError(Exception):
     """A file that cannot be opened, fails its checksum, or lacks what its schema requires."""
 
 
-# Everything that means "this snapshot cannot be used", as one tuple for `except` clauses.
-UNUSABLE_ERRORS: tuple[type[Exception], ...] = (CorruptFileError, *READ_ERRORS)
+# Everything that means "this snapshot cannot be used" to a reader.
+UNUSABLE: tuple[type[Exception], ...] = (CorruptFileError, *READ_ERRORS)
 
 
 def put(group: h5py.Group, name: str, kind: str, values: Sequence[Any], doc: str) -> None:
@@ -200,7 +200,7 @@ class SnapshotFiles:
         try:
             with open_snapshot(self.path) as (handle, _):
                 return "schema_version" in handle.attrs
-        except UNUSABLE_ERRORS:
+        except UNUSABLE:
             return False
 
     def write(self, image: bytes, keep_previous: bool) -> None:

@@ -4,8 +4,8 @@ This module owns one figure in three panels, drawn from `bench.compare_report.su
 dict alone: best-so-far selection score against the epoch budget (mean ± std over seeds), the
 incumbent's test accuracy against device-seconds (one line per search), and the final test
 accuracy of each strategy's retrained top networks (every network a dot, mean ± std a bar).
-The canvas and the atomic PNG/SVG writer are `econas_hpc.plotting`'s (matplotlib imported on
-use, an explicit Agg canvas, no pyplot).
+The canvas and the writer are `plotting`'s (PNG and SVG, atomic); this module never imports
+matplotlib itself.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from econas_hpc.plotting import new_figure, save_figure
 
 __all__ = ["write_compare_figures"]
 
-SIZE_IN = (15.0, 4.6)
+SIZE_IN = (15.0, 4.6)  # 1500 x 460 px
 COLOURS = {"econas": "tab:green", "single": "tab:orange", "random": "tab:blue"}
 
 
@@ -97,4 +97,4 @@ def write_compare_figures(
         f"EcoNAS vs single proxy vs random at {summary['budget_epochs']} proxy epochs per search "
         f"({cfg['setting']} on {cfg['dataset']})"
     )
-    return save_figure(fig, Path(out_dir), stem)
+    return save_figure(fig, out_dir, stem)

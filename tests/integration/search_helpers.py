@@ -117,7 +117,7 @@ def load(state_path: Path) -> RunState:
 def essence(state: RunState, attempts: bool = True) -> Any:
     """The state without job ids, times and the data directory (NaN as a string)."""
     data = state.to_dict()
-    for key in ("created", "updated"):
+    for key in ("created", "updated", "run_id"):  # run_id: made anew by each launch
         data.pop(key)
     data["config"] = {k: v for k, v in data["config"].items() if k != "data_dir"}
     drop = {"job_id", "submitted_at", "wall_s", "gpu_s"}
