@@ -605,7 +605,9 @@ def test_the_cli_refuses_unreasonable_sizes_with_one_line(tmp_path: Path) -> Non
 
 def test_deeply_nested_run_files_are_one_line_or_set_aside(tmp_path: Path) -> None:
     from econas_hpc.errors import StateError
-    from econas_hpc.search.workitems import RunPaths, read_outcome, read_run_file
+    from econas_hpc.search.outcomes import read_outcome
+    from econas_hpc.search.runfile import read_run_file
+    from econas_hpc.search.runpaths import RunPaths
 
     deep = "[" * 100_000 + "]" * 100_000
     paths = RunPaths.of(tmp_path / "run.h5")
