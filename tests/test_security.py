@@ -242,7 +242,7 @@ def test_checkpoints_and_results_never_follow_planted_links(tmp_path: Path, vict
 
 
 def test_events_are_never_appended_through_a_link(tmp_path: Path, victim: Path) -> None:
-    from econas_hpc.cluster.tasks import EVENTS_FILE, append_event
+    from econas_hpc.cluster.events import EVENTS_FILE, append_event
     from econas_hpc.fsio import UnsafePathError
 
     run_dir = tmp_path / "net"
@@ -276,7 +276,7 @@ def test_zoo_and_retrain_files_never_follow_planted_links(tmp_path: Path, victim
 
 def test_job_tables_and_figures_never_follow_planted_links(tmp_path: Path, victim: Path) -> None:
     from econas_hpc.cluster.registry import JobRegistry
-    from econas_hpc.cluster.tasks import WorkItem
+    from econas_hpc.cluster.workitem import WorkItem
     from econas_hpc.study.figures import plot_factor_lines
 
     registry = JobRegistry(tmp_path / "executor", "local")
@@ -449,7 +449,7 @@ def test_a_traversing_network_id_in_the_state_is_refused_on_resume(
 
 
 def test_ids_that_become_folders_are_checked() -> None:
-    from econas_hpc.cluster.tasks import WorkItem
+    from econas_hpc.cluster.workitem import WorkItem
     from econas_hpc.errors import UnsafeNameError
     from econas_hpc.search.runpaths import RunPaths
     from econas_hpc.space.genotype import check_arch_id

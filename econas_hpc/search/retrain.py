@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.cluster.accounting import JobLimits
+from econas_hpc.cluster.events import read_events
 from econas_hpc.cluster.executors import make_executor
-from econas_hpc.cluster.tasks import WorkItem, read_events
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import ConfigError, EnvironmentFault, StateError
 from econas_hpc.search.evolution import final_ranking
 from econas_hpc.search.runfile import ExecOptions, TrainOptions, read_run_file

@@ -28,7 +28,7 @@ from typing import Any
 from econas_hpc.cluster.executors import make_executor
 from econas_hpc.cluster.options import SUBMIT_KINDS
 from econas_hpc.cluster.preflight import check_slurm
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import ConfigError, DataError
 from econas_hpc.fsio import FileSystemFault, NoSpaceError, make_private_dir
 from econas_hpc.runconfig import SEED_MAX

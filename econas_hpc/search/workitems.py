@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.records import JobRecord, RunState
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.runfile import DryrunFault, ExecOptions, TrainOptions
