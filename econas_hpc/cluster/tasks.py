@@ -1,6 +1,6 @@
 """What runs on a worker: the task that runs `WorkItem`s (one segment each) in a worker thread.
 
-This module owns `SegmentTask` (the callable every executor runs; `executors.py` adds
+This module owns `SegmentTask` (the callable every executor runs; `executors.task` adds
 submitit's `checkpoint()` to it) and which runner a kind of item gets: training (one segment,
 or K packed segments trained concurrently), distributed ImageNet, and the dry-run item of
 `dryrun_item`. `WorkItem` (`workitem`) and the worker event log `<run_dir>/events.jsonl`
