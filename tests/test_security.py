@@ -557,7 +557,8 @@ def test_a_long_concat_range_is_refused_before_it_is_built(concat: str) -> None:
 def test_deeply_nested_genotype_json_is_one_line_not_a_traceback() -> None:
     from econas_hpc.cli import main
     from econas_hpc.errors import InvalidGenotypeError
-    from econas_hpc.space.genotype import MAX_TEXT, Genotype, parse_genotype
+    from econas_hpc.space.genotype import MAX_TEXT, Genotype
+    from econas_hpc.space.parse import parse_genotype
 
     deep = "[" * 40_000 + "]" * 40_000  # fits MAX_TEXT, deeper than the recursion limit
     with pytest.raises(InvalidGenotypeError, match="nested too deeply"):
