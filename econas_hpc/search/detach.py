@@ -18,7 +18,8 @@ from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.errors import StateError
 from econas_hpc.search.driver import check_data
 from econas_hpc.search.launchfile import LaunchSpec
-from econas_hpc.search.workitems import ExecOptions, RunPaths, read_run_file
+from econas_hpc.search.runfile import ExecOptions, read_run_file
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.store.binding import check_folder_free
 from econas_hpc.store.lock import acquire_lock
 from econas_hpc.store.state import StateStore

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,9 @@ from econas_hpc.store.binding import (
 from econas_hpc.store.lock import DriverLock, acquire_lock
 from econas_hpc.store.state import StateStore
 from econas_hpc.supervise import Supervisor
+from econas_hpc.supervise.loop import drive
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_S = 60.0  # how often the driver lock's heartbeat is refreshed
 
 
 # --- launch and resume ------------------------------------------------------------------------
@@ -334,31 +334,41 @@ def _cycle_started_at(state: RunState) -> float:
     return min(times, default=time.time())
 
 
+@dataclass(slots=True)
+class _CycleLoop:
+    """One cycle's segments as a `supervise.loop.JobLoop`."""
+
+    ctx: RunContext
+
+    def submit(self) -> None:
+        submit_planned(self.ctx)
+
+    def ingest(self) -> int:
+        count = ingest_ready(self.ctx)
+        if count:
+            self.ctx.crash_point("after_ingest")
+        return count
+
+    def finished(self) -> bool:
+        return not evo.open_jobs(self.ctx.state)
+
+    def poll(self) -> int:
+        dead = poll_jobs(self.ctx)  # one batched scheduler query per poll interval
+        waiting = handle_dead(self.ctx, dead)
+        if waiting:
+            stop_for_environment(self.ctx, waiting)  # raises: a person must fix the cause
+        return len(dead)
+
+    def save(self, changed: int) -> None:
+        if changed or self.ctx.dirty:
+            save(self.ctx)
+
+
 def _run_cycle(ctx: RunContext, lock: DriverLock, poll_s: float) -> None:
-    """Submit the cycle's segments, poll and ingest until all concluded, then close the cycle."""
+    """Submit the cycle's segments, poll and ingest until all concluded (`supervise.loop`),
+    then close the cycle."""
     started = _cycle_started_at(ctx.state)
-    last_poll, last_beat = float("-inf"), time.monotonic()
-    tick = min(poll_s, 1.0)
-    while True:
-        submit_planned(ctx)
-        changed = ingest_ready(ctx)
-        if changed:
-            ctx.crash_point("after_ingest")
-        if not evo.open_jobs(ctx.state):
-            break
-        if time.monotonic() - last_poll >= poll_s:
-            last_poll = time.monotonic()
-            dead = poll_jobs(ctx)  # one batched scheduler query per poll interval
-            waiting = handle_dead(ctx, dead)
-            if waiting:
-                stop_for_environment(ctx, waiting)  # raises: a person must fix the cause
-            changed += len(dead)
-        if changed or ctx.dirty:
-            save(ctx)
-        if time.monotonic() - last_beat >= HEARTBEAT_S:
-            lock.refresh()
-            last_beat = time.monotonic()
-        time.sleep(tick)
+    drive(_CycleLoop(ctx), lock, poll_s)
     _close_cycle(ctx, time.time() - started)
 
 

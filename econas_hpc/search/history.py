@@ -29,7 +29,7 @@ from econas_hpc.cluster.accounting import Counters
 from econas_hpc.records import OPEN_JOB_STATES, CycleRecord, RunState, pool_name
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.study.metrics import pareto_front
+from econas_hpc.search.pareto import pareto_front
 
 __all__ = [
     "CostPoint",
@@ -139,7 +139,7 @@ def _pool_points(state: RunState, cfg: SearchConfig) -> list[PoolPoint]:
         current = evo.pools(state, cfg, state.cycle)
         sizes = tuple(len(members) for members in current.values())
         best = tuple(
-            state.networks[members[0]].latest_score if members else math.nan
+            evo.pool_score(state.networks[members[0]], cfg) if members else math.nan
             for members in current.values()
         )
         points.append(PoolPoint(state.cycle, sizes, best, False))

@@ -249,7 +249,7 @@ def _config(text: str, path: Path) -> SearchConfig:
     """
     try:
         config = json.loads(text)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:  # nested too deep: not a config either
         raise CorruptFileError(f"attribute config_json is not JSON ({err})") from None
     if not isinstance(config, dict):
         raise CorruptFileError("attribute config_json is not a JSON object")

@@ -4,24 +4,21 @@ This module owns one figure in three panels, drawn from `bench.compare_report.su
 dict alone: best-so-far selection score against the epoch budget (mean ± std over seeds), the
 incumbent's test accuracy against device-seconds (one line per search), and the final test
 accuracy of each strategy's retrained top networks (every network a dot, mean ± std a bar).
-matplotlib is imported inside the function on an explicit Agg canvas (no pyplot); each file is
-rendered in memory and written through `fsio.write_bytes_atomic`.
+The canvas and the writer are `plotting`'s (PNG and SVG, atomic); this module never imports
+matplotlib itself.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.fsio import write_bytes_atomic
+from econas_hpc.plotting import new_figure, save_figure
 
 __all__ = ["write_compare_figures"]
 
-DPI = 100
-SIZE_IN = (15.0, 4.6)
-FORMATS = ("png", "svg")
+SIZE_IN = (15.0, 4.6)  # 1500 x 460 px
 COLOURS = {"econas": "tab:green", "single": "tab:orange", "random": "tab:blue"}
 
 
@@ -90,11 +87,7 @@ def write_compare_figures(
     summary: Mapping[str, Any], out_dir: Path, stem: str = "compare"
 ) -> list[Path]:
     """Draw the three panels; write `out_dir/stem.png` and `.svg`; return their paths."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=SIZE_IN, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(SIZE_IN)
     axes = fig.subplots(1, 3)
     _budget_panel(axes[0], summary)
     _device_panel(axes[1], summary)
@@ -104,11 +97,4 @@ def write_compare_figures(
         f"EcoNAS vs single proxy vs random at {summary['budget_epochs']} proxy epochs per search "
         f"({cfg['setting']} on {cfg['dataset']})"
     )
-    paths = []
-    for fmt in FORMATS:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, dpi=DPI)
-        path = Path(out_dir) / f"{stem}.{fmt}"
-        write_bytes_atomic(path, buffer.getvalue())
-        paths.append(path)
-    return paths
+    return save_figure(fig, out_dir, stem)
