@@ -25,6 +25,7 @@ from econas_hpc.cli import main
 from econas_hpc.errors import StateError
 from econas_hpc.plotting import DPI
 from econas_hpc.records import POOL_NAMES
+from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.driver import run_search
 from econas_hpc.search.dryrun import simulate_search
@@ -228,6 +229,11 @@ def test_pure_history_front_and_single_strategy() -> None:
     assert full and any(n["on_front"] for n in full) and not all(n["on_front"] for n in full)
     assert all(n["on_front"] == _undominated(n, full) for n in full)
     assert not any(n["on_front"] for n in nets if n not in full)
+    # official profile: pools rank by a network's best segment score, not its latest
+    official = simulate_search(SMALL.replace(profile="official", concat_mode=""))
+    p40 = official.networks[evo.current_pools(official)["P40"][-1]]  # the P40 pool's last
+    official.networks[p40.arch_id] = dataclasses.replace(p40, scores=(99.0, 1.0, math.nan))
+    assert run_history(official).pools[-1].best[1] == 99.0
     single = run_history(simulate_search(SMALL.replace(strategy="single")))
     assert {n.pool for n in single.networks} == {"P60"}
     assert all(math.isnan(p.best[0]) and math.isnan(p.best[1]) for p in single.pools)

@@ -3,9 +3,10 @@
 This module owns what the run's figures show, as plain numbers taken from one `RunState` (plus
 what the caller read from the run's result and event files):
 
-- pools: the size and best score of P20/P40/P60 at the start of each cycle, as the cycle's
-  record kept them when it was planned (after the aging filter), and for the cycle not yet
-  planned (a finished run's end) as `evolution.pools` gives them now: what `status` shows;
+- pools: the size and best score (the score the pool ranks by, `evolution.pool_score`) of
+  P20/P40/P60 at the start of each cycle, as the cycle's record kept them when it was planned
+  (after the aging filter), and for the cycle not yet planned (a finished run's end) as
+  `evolution.pools` gives them now: what `status` shows;
 - proxy_rank: the Spearman P20~P40 and P40~P60 that `evolution.finish_cycle` stored for each
   finished cycle (over every network so far, see `evolution.proxy_rank_spearman`);
 - cost: per cycle (-1 = the initial population) the segments planned, concluded, failed and
