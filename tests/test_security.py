@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -299,12 +300,22 @@ def test_a_dry_run_launch_writes_through_no_planted_link(
     monkeypatch.chdir(tmp_path)
     Path("small.toml").write_text("[search]\ninitial_population = 8\n")
     root = tmp_path / "state" / "run1.d"
-    links = plant_links(tmp_path / "state" / "run1.h5", victim)  # r.h5.tmp -> victim, ...
-    links += plant_links(root / "run.json", victim)
-    links += plant_links(root / "submitting.json", victim)
-    links += plant_links(root / "executor" / "debug-jobs.json", victim)
+
+    def plant() -> list[Path]:
+        links = plant_links(tmp_path / "state" / "run1.h5", victim)  # r.h5.tmp -> victim, ...
+        links += plant_links(root / "run.json", victim)
+        links += plant_links(root / "submitting.json", victim)
+        return links + plant_links(root / "executor" / "debug-jobs.json", victim)
+
+    links = plant()
     argv = ["launch", "--config", "small.toml", "--cycles", "1", "--executor", "debug"]
+    # a folder that already holds files (here: the planted links) is no new run's: refused
+    assert main([*argv, "--dry-run"]) == 2
+    assert_untouched(victim, links)
+    shutil.rmtree(root)
     assert main([*argv, "--dry-run"]) == 0
+    links = plant()  # planted in the run's own folder: resume rewrites run.json past them
+    assert main(["resume", "state/run1.h5", "--executor", "debug"]) == 0
     assert (root / "run.json").is_file() and not (root / "run.json").is_symlink()
     assert_untouched(victim, links)
 
