@@ -32,8 +32,10 @@ PURE_PREFIXES = (
     "econas_hpc.fsio",
     "econas_hpc.search.config",
     "econas_hpc.search.evolution",
+    "econas_hpc.search.ledger",
     "econas_hpc.search.rankstats",
     "econas_hpc.search.rngstate",
+    "econas_hpc.search.pareto",
     "econas_hpc.search.dryrun",
 )
 # The series of a run's report are pure functions of a snapshot: no training, no HDF5, no drawing.
@@ -200,8 +202,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "econas_hpc.search.config",
         "econas_hpc.search.evolution",
+        "econas_hpc.search.ledger",
         "econas_hpc.search.rankstats",
         "econas_hpc.search.rngstate",
+        "econas_hpc.search.pareto",
         "econas_hpc.search.dryrun",
     ),
     ("econas_hpc.search",),
