@@ -245,7 +245,9 @@ def test_a_failing_set_up_does_not_stop_the_others(tmp_path: Path, data_dir: Pat
 def test_a_packed_job_trains_its_items_concurrently_and_exactly(tmp_path: Path) -> None:
     """`--segments-per-job K`: the worker task hands K training items to `run_packed`; each
     network ends as it would alone, and the events say the items were packed."""
-    from econas_hpc.cluster.tasks import SegmentTask, WorkItem, read_events
+    from econas_hpc.cluster.events import read_events
+    from econas_hpc.cluster.tasks import SegmentTask
+    from econas_hpc.cluster.workitem import WorkItem
 
     data = tmp_path / "data"
     items, alone = [], []

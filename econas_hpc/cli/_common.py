@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from econas_hpc import interrupts
 from econas_hpc.cluster.options import EXECUTOR_KINDS
 
 __all__ = [
@@ -70,11 +71,19 @@ def stops_cleanly(what: str) -> Iterator[None]:
     from econas_hpc.errors import InterruptedRun
 
     def stop(signum: int, frame: object) -> None:
-        raise InterruptedRun(f"{what} stopped by SIGTERM; {KEPT}")
+        exc = InterruptedRun(f"{what} stopped by SIGTERM; {KEPT}")
+        interrupts.record(exc)  # raised again by the loop if a __del__ swallows it
+        raise exc
 
-    installed, previous = True, None
+    def ctrl_c(signum: int, frame: object) -> None:
+        exc = KeyboardInterrupt(KEPT)
+        interrupts.record(exc)
+        raise exc
+
+    installed, previous, previous_int = True, None, None
     try:
         previous = signal.signal(signal.SIGTERM, stop)
+        previous_int = signal.signal(signal.SIGINT, ctrl_c)
     except ValueError:  # not the main thread: leave signals alone
         installed = False
     try:
@@ -82,8 +91,10 @@ def stops_cleanly(what: str) -> Iterator[None]:
     except KeyboardInterrupt:
         raise KeyboardInterrupt(KEPT) from None
     finally:
+        interrupts.clear()
         if installed:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def picked(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:

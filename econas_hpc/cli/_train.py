@@ -9,14 +9,13 @@ from typing import Any
 from rich.console import Console
 
 from econas_hpc.cli._common import EXIT_INTERRUPTED, add_time_limit, json_line, picked
-from econas_hpc.cluster.options import EXECUTOR_KINDS
+from econas_hpc.cluster.options import EXECUTOR_KINDS, SUBMIT_KINDS
 from econas_hpc.settings import DATASETS, IMAGENET_BASE
 from econas_hpc.ui.search_view import render_retrain
 
 __all__ = ["add_train_commands"]
 
 SUBMIT_FLAGS = ("partition", "timeout_min", "account", "qos")
-SUBMIT_EXECUTORS = tuple(k for k in EXECUTOR_KINDS if k != "debug")  # `train` submits one job
 RETRAIN_FLAGS = (
     "executor",
     "partition",
@@ -123,7 +122,7 @@ def _add_train_distribution(train: argparse.ArgumentParser) -> None:
         help="micro-batches per GPU and step (gradient accumulation)",
     )
     sub = train.add_argument_group("submission (--partition or --nodes > 1 submit to Slurm)")
-    sub.add_argument("--executor", choices=SUBMIT_EXECUTORS, help="submit instead of running")
+    sub.add_argument("--executor", choices=SUBMIT_KINDS, help="submit instead of running")
     sub.add_argument("--partition", help="Slurm partition")
     add_time_limit(sub)
     sub.add_argument("--account")
