@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from econas_hpc.errors import ConfigError, StateError, UnsafeNameError
+from econas_hpc.recipes import PROFILES, make_recipe
 from econas_hpc.records import utc_now
 from econas_hpc.search.runfile import TrainOptions
 from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.search.workitems import network_seed
-from econas_hpc.settings import DATASETS, PROFILES, Base, Setting, check_notation, make_recipe
+from econas_hpc.settings import DATASETS, Base, Setting, check_notation
 from econas_hpc.space.catalog import OP_SETS
 from econas_hpc.space.genotype import Genotype, check_arch_id
 from econas_hpc.space.sampling import sample_genotype
