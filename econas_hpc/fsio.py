@@ -14,6 +14,8 @@ Owns three things and nothing else:
   0600, refused when it is a link or not a plain file.
 - `check_within`: refuse a path (a checkpoint, a result) that is a link leading out of its
   run folder.
+- `write_bytes_new`: create a file only where no name exists yet (`O_EXCL`): a claim that two
+  writers can never both win (the run id of a run folder).
 
 A full disk (`ENOSPC`/`EDQUOT`) is raised as `NoSpaceError`, a permission problem as
 `PermissionFault`, with one line naming the path. It uses only the standard library.
@@ -119,6 +121,36 @@ def write_bytes_atomic(path: Path | str, data: bytes, *, mode: int = FILE_MODE) 
             tmp.unlink()
         raise
     fsync_dir(folder)
+
+
+def write_bytes_new(path: Path | str, data: bytes, *, mode: int = FILE_MODE) -> bool:
+    """Create `path` holding `data`, durably, only when nothing (not even a link) is there.
+
+    Returns:
+        False when `path` already exists (nothing written), True once it holds `data`.
+
+    Raises:
+        NoSpaceError, PermissionFault, FileSystemFault: the write failed; `path` is removed.
+    """
+    target = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(target, flags, mode)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise describe_os_error(exc, target, "create") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            target.unlink()
+        raise describe_os_error(exc, target) from None
+    fsync_dir(target.parent)
+    return True
 
 
 def write_json_atomic(

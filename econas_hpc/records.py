@@ -170,11 +170,15 @@ class RunState:
     created: str = ""  # ISO 8601 UTC
     updated: str = ""  # ISO 8601 UTC, set by whoever saves
     schema_version: int = STATE_SCHEMA_VERSION
+    # Made at launch and stored in the run folder too (`store.binding`), so that a folder is
+    # only ever used by its own state file; "" for runs from before run ids.
+    run_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict (NaN stays float NaN); equal runs give equal dumps."""
         return {
             "schema_version": self.schema_version,
+            "run_id": self.run_id,
             "config": self.config.to_dict(),
             "seed": self.seed,
             "rng_state": self.rng_state,

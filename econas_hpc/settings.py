@@ -161,6 +161,9 @@ PROXY = Setting(4, 4, 0, 60)
 ORIGINAL = Setting(0, 0, 0, 600)
 
 PROFILES: tuple[str, ...] = ("supplement", "official")
+# The CIFAR-sized image sets a segment trains on (`data.cifar.load_dataset`); ImageNet only
+# `train --dataset imagenet` trains (`search.standalone.TRAIN_DATASETS`).
+DATASETS: tuple[str, ...] = ("cifar10", "digits", "synthetic")
 RECIPE_KINDS: tuple[str, ...] = ("search", "reduced", "original", "imagenet")
 SELECTIONS: tuple[str, ...] = ("val", "test")
 CELL_OUTPUTS: tuple[str, ...] = ("clean", "faithful")

@@ -219,3 +219,31 @@ def test_inspect_imagenet_base(capsys: pytest.CaptureFixture[str]) -> None:
     assert (info["channels"], info["resolution"]) == (12, 56)
     assert info["params"] > 0
     check_aux(info)
+
+
+# --- one time-limit flag ----------------------------------------------------------------------
+
+TIME_LIMIT_COMMANDS = (
+    ["launch"],
+    ["resume", "state/run1.h5"],
+    ["train", "darts_v2"],
+    ["retrain", "state/run1.h5"],
+    ["zoo", "train", "state/zoo1.h5"],
+)
+
+
+@pytest.mark.parametrize("command", TIME_LIMIT_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_every_command_spells_the_time_limit_alike(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from econas_hpc.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([*command, "--time-limit", "7"]).timeout_min == 7
+    assert parser.parse_args([*command, "--timeout-min", "9"]).timeout_min == 9  # old spelling
+    assert parser.parse_args(command).timeout_min is None  # the site's (or run's) default
+    with pytest.raises(SystemExit):
+        parser.parse_args([*command, "--help"])
+    shown = capsys.readouterr().out
+    assert "--time-limit MIN" in shown and "--timeout-min" not in shown
+    assert "a job that reaches it saves a checkpoint and is requeued" in " ".join(shown.split())

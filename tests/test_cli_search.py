@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 
 from econas_hpc.cli import main
-from econas_hpc.search import workitems
+from econas_hpc.search import runfile
 from econas_hpc.search.reconcile import SearchEvent
 from econas_hpc.store.lock import acquire_lock
 from econas_hpc.ui.search_view import SearchView, format_duration
@@ -164,10 +164,10 @@ def test_status_of_unreadable_file_exits_2(
 
 
 def test_default_executor_follows_sbatch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workitems.shutil, "which", lambda name: None)
-    assert workitems.ExecOptions().executor == "local"
-    monkeypatch.setattr(workitems.shutil, "which", lambda name: "/usr/bin/" + name)
-    assert workitems.ExecOptions().executor == "slurm"
+    monkeypatch.setattr(runfile.shutil, "which", lambda name: None)
+    assert runfile.ExecOptions().executor == "local"
+    monkeypatch.setattr(runfile.shutil, "which", lambda name: "/usr/bin/" + name)
+    assert runfile.ExecOptions().executor == "slurm"
 
 
 def test_live_view_in_a_terminal() -> None:

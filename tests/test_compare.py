@@ -13,7 +13,7 @@ from econas_hpc.bench.compare_report import budget_grid, curve_at, mean_std
 from econas_hpc.cli import main
 from econas_hpc.errors import ConfigError
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.search.workitems import TrainOptions
+from econas_hpc.search.runfile import TrainOptions
 
 TINY_TOML = """
 [compare]

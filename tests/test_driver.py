@@ -22,14 +22,11 @@ from econas_hpc.search.driver import resume_check, run_search
 from econas_hpc.search.dryrun import simulate_search
 from econas_hpc.search.launchfile import resolve_launch
 from econas_hpc.search.reconcile import SearchEvent
+from econas_hpc.search.runfile import ExecOptions, TrainOptions, read_run_file
+from econas_hpc.search.runpaths import RunPaths
+from econas_hpc.search.runsummary import RunSummary
 from econas_hpc.search.summary import best_genotypes, find_runs, summarize
-from econas_hpc.search.workitems import (
-    ExecOptions,
-    RunPaths,
-    TrainOptions,
-    read_run_file,
-    segment_spec,
-)
+from econas_hpc.search.workitems import segment_spec
 from econas_hpc.store.state import StateStore
 
 SMALL = SearchConfig(cycles=6, initial_population=8, dry_run=True)
@@ -40,7 +37,7 @@ def comparable(state: RunState, keep_attempts: bool = True) -> dict[str, Any]:
     """The state without what legitimately differs between equal runs: timestamps, job ids,
     wall/GPU times, the (absolute) data directory."""
     data = state.to_dict()
-    for key in ("created", "updated"):
+    for key in ("created", "updated", "run_id"):  # run_id: made anew by each launch
         data.pop(key)
     data["config"] = {k: v for k, v in data["config"].items() if k != "data_dir"}
     for job in data["jobs"]:
@@ -161,7 +158,7 @@ def test_segment_spec_follows_config_and_train_options(tmp_path: Path) -> None:
 def test_status_reads_while_the_driver_writes(tmp_path: Path) -> None:
     path = tmp_path / "run.h5"
     run_search(path, SMALL.replace(cycles=0), DEBUG)  # the file exists before the reader starts
-    summaries: list[dict[str, Any]] = []
+    summaries: list[RunSummary] = []
     done = threading.Event()
 
     def read() -> None:
@@ -177,12 +174,12 @@ def test_status_reads_while_the_driver_writes(tmp_path: Path) -> None:
     finally:
         done.set()
         reader.join()
-    assert summaries and all(s["loaded_from"] == str(path) for s in summaries)
+    assert summaries and all(s.loaded_from == str(path) for s in summaries)
     final = summaries_b[0]
-    assert final["phase"] == "done" and final["cycle"] == final["cycles_total"] == 3
-    assert final["segments_done"] == final["segments"]["done"] == final["jobs"]["done"]
-    assert set(final["pools"]) == {"P20", "P40", "P60"} and final["driver"] is None
-    assert [b["segments"] for b in final["best"]] == [3] * 5
+    assert final.phase == "done" and final.cycle == final.cycles_total == 3
+    assert final.segments_done == final.segments["done"] == final.jobs["done"]
+    assert set(final.pools) == {"P20", "P40", "P60"} and final.driver is None
+    assert [b["segments"] for b in final.best] == [3] * 5
     assert find_runs(tmp_path) == [tmp_path / "b.h5", path]
 
 
@@ -223,7 +220,7 @@ def test_status_sees_local_jobs_running(tmp_path: Path) -> None:
     def read() -> None:
         while not done.is_set():
             with contextlib.suppress(StateError):  # not created yet
-                seen.append(summarize(path)["segments"]["running"])
+                seen.append(summarize(path).segments["running"])
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -235,4 +232,4 @@ def test_status_sees_local_jobs_running(tmp_path: Path) -> None:
     finally:
         done.set()
         reader.join()
-    assert max(seen) == 2 and summarize(path)["segments"]["running"] == 0
+    assert max(seen) == 2 and summarize(path).segments["running"] == 0

@@ -28,8 +28,9 @@ from econas_hpc.records import WORST_SCORE, RunState
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.driver import run_search
 from econas_hpc.search.reconcile import CRASH_ENV, SearchEvent
+from econas_hpc.search.runfile import DryrunFault, ExecOptions
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.search.summary import summarize
-from econas_hpc.search.workitems import DryrunFault, ExecOptions, RunPaths
 from econas_hpc.store.lock import acquire_lock
 from econas_hpc.store.state import StateStore
 
@@ -55,7 +56,7 @@ def dumps(state: RunState, checkpoints: bool = True) -> str:
     data = state.to_dict()
     for net in data["networks"] if not checkpoints else ():
         net.pop("checkpoint_sha256")
-    for key in ("created", "updated"):
+    for key in ("created", "updated", "run_id"):  # run_id: made anew by each launch
         data.pop(key)
     data["config"].pop("data_dir")
     for job in data["jobs"]:
@@ -107,7 +108,7 @@ def test_killed_and_resumed_equals_uninterrupted(
 ) -> None:
     path = tmp_path / "run.h5"
     assert crash_in_child(path, SMALL, crash_at) == 137
-    assert summarize(path)["driver"] is None  # the dead driver's lock is not a running driver
+    assert summarize(path).driver is None  # the dead driver's lock is not a running driver
     if crash_at.startswith("mid_save"):
         assert StateStore(path).tmp_path.exists()
     if crash_at.startswith("after_submit"):  # the orphan token names the submitted jobs
@@ -247,7 +248,7 @@ def test_second_driver_is_refused_with_the_holder(tmp_path: Path) -> None:
     run_search(path, SMALL.replace(cycles=0), DEBUG)
     before = path.read_bytes()
     with acquire_lock(path):
-        assert summarize(path)["driver"]["pid"] == os.getpid()
+        assert summarize(path).driver["pid"] == os.getpid()
         with pytest.raises(StateError, match=rf"pid {os.getpid()}"):
             run_search(path, None)
     assert path.read_bytes() == before

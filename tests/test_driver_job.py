@@ -28,6 +28,7 @@ from econas_hpc.cluster.preflight import check_slurm, slurm_accounts
 from econas_hpc.cluster.tasks import append_event
 from econas_hpc.errors import ConfigError, StateError, SubmissionError
 from econas_hpc.search.live import cluster_status, fault_totals, live_jobs
+from econas_hpc.search.runsummary import UnreadableRun
 from econas_hpc.ui.cluster_view import faults_line, live_line, render_cluster
 
 FAKE_SBATCH = """#!/bin/sh
@@ -226,7 +227,7 @@ def test_fault_totals_and_status_lines(tmp_path: Path) -> None:
     line = faults_line(totals)
     assert line.startswith("1 of 1 segments: 1 preemption (3 GPU-s lost), 0 time-limit requeues")
     assert line.endswith("0 cancellations, 0 crashes")
-    assert cluster_status({"state": str(state), "error": "x"}) == {
+    assert cluster_status(UnreadableRun(str(state), "x")) == {
         "state": str(state),
         "error": "x",
     }

@@ -8,8 +8,9 @@ import numpy as np
 
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.search.dryrun import dry_result, pseudo_accuracy, simulate_search
+from econas_hpc.search.dryrun import simulate_search
 from econas_hpc.space.genotype import Genotype
+from econas_hpc.space.pseudo import dry_result, pseudo_accuracy
 from econas_hpc.space.sampling import sample_genotype
 
 

@@ -30,7 +30,7 @@ from econas_hpc.errors import EXIT_ENVIRONMENT
 from econas_hpc.records import RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.reconcile import CRASH_ENV
-from econas_hpc.search.workitems import RunPaths
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.store.lock import lock_path_for
 from econas_hpc.store.state import StateStore
 from econas_hpc.train import checkpoint as ckpt

@@ -63,7 +63,7 @@ def test_config_unknown_key_lists_valid_keys() -> None:
         ({"segments": 4, "segment_epochs": 15}, "segments=4 must be 1..3"),
         ({"segment_epochs": 10}, r"3 x segment_epochs=10 = 30 epochs must equal .* \(60\)"),
         ({"setting": "c4r4"}, "setting: setting 'c4r4' is malformed"),
-        ({"dataset": "mnist"}, "dataset='mnist' is unknown; allowed: cifar10, synthetic"),
+        ({"dataset": "mnist"}, "dataset='mnist' is unknown; allowed: cifar10, digits, synthetic"),
     ],
 )
 def test_config_rejects_bad_values(changes: dict[str, object], pattern: str) -> None:

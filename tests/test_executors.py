@@ -316,7 +316,9 @@ def test_squeue_fallback_when_sacct_fails(fake_slurm: Any) -> None:
 def test_slurm_poll_cancel_find_batch_their_calls(
     tmp_path: Path, fake_slurm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("econas_hpc.cluster.executors.shutil.which", lambda name: "/bin/" + name)
+    monkeypatch.setattr(
+        "econas_hpc.cluster.executors.slurm.shutil.which", lambda name: "/bin/" + name
+    )
     ex = make_executor("slurm", tmp_path / "ex", ClusterOptions())
     ids = [f"{500 + i}_{i % 7}" for i in range(60)]
     fake = fake_slurm({"sacct": (0, "", ""), "scancel": (0, "", "")})

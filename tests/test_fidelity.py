@@ -356,3 +356,42 @@ def test_elementwise_count_by_hand() -> None:
     ).to(torch.float32)
     assert count_macs(model, 8) == 6912 + 8
     assert count_elementwise_ops(model, 8) == 512 + 256 + 256 + 64
+
+
+# --- the levels train end to end at odd sides ------------------------------------------------
+
+
+def test_a_segment_trains_at_r3_11_px_with_the_s3_subset(tmp_path: Path) -> None:
+    """Real training, 3 cells at c1 (8 -> 6 channels) and r3 (32 -> 11 px, then 6 and 3 px)
+    on the s3 subset (320 -> 113 images), with the supplement recipe's scaled cutout (6 px)."""
+    from econas_hpc.settings import Base
+    from econas_hpc.space.catalog import get_builtin
+    from econas_hpc.train.segment import SegmentSpec, run_segment
+
+    base = Base("tiny", channels=8, resolution=32, layers=3, num_classes=10, train_size=320)
+    setting = Setting.parse("c1r3s3e1", base)
+    assert (setting.channels(base), setting.resolution(base)) == (6, 11)
+    assert setting.train_samples(320) == 113  # 320 / 2^1.5 = 113.1
+    overrides = {"batch_size": 32, "eval_batch_size": 64, "selection": "test"}
+    recipe = make_recipe("search", setting, "supplement", overrides)
+    assert recipe.cutout_length == 6
+    genotype = get_builtin("darts_v2")
+    spec = SegmentSpec(
+        arch_id=genotype.arch_id,
+        genotype_json=genotype.to_json(),
+        setting=str(setting),
+        recipe=recipe,
+        epoch_start=0,
+        epoch_end=1,
+        run_dir=str(tmp_path / "run"),
+        dataset="synthetic",
+        data_dir=str(tmp_path / "data"),
+        seed=1,
+        device="cpu",
+        base=base,
+        synthetic_train=320,
+        synthetic_test=64,
+    )
+    result = run_segment(spec)
+    assert result.status == "ok" and len(result.test_acc) == 1
+    assert 0.0 <= result.test_acc[0] <= 100.0 and np.isfinite(result.train_loss[0])

@@ -18,7 +18,8 @@ from econas_hpc.space.catalog import (
     ZOO_OPS,
     get_builtin,
 )
-from econas_hpc.space.genotype import Genotype, parse_genotype
+from econas_hpc.space.genotype import Genotype
+from econas_hpc.space.parse import parse_genotype
 from econas_hpc.space.sampling import reconcat
 
 NAMES = sorted(BUILTIN_GENOTYPES)

@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from econas_hpc.errors import InvalidSettingError
+from econas_hpc.search.pareto import pareto_front
 from econas_hpc.study.metrics import (
     OrderFlip,
     acceleration_ratio,
@@ -17,7 +18,6 @@ from econas_hpc.study.metrics import (
     line_values,
     measured_acceleration,
     order_flips,
-    pareto_front,
     spearman,
     tolerant_spearman,
     tolerant_spearman_groups,

@@ -24,8 +24,8 @@ from econas_hpc.records import NetworkRecord, RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig, load_config
 from econas_hpc.search.driver import run_search
+from econas_hpc.search.runfile import ExecOptions
 from econas_hpc.search.summary import best_genotypes, summarize
-from econas_hpc.search.workitems import ExecOptions
 from econas_hpc.store.retrain_table import RetrainRecord, write_retrain_table
 from econas_hpc.store.state import StateStore
 from econas_hpc.ui.search_view import render_best, render_status
@@ -122,8 +122,8 @@ def test_status_reports_the_latest_finished_cycles_values(tmp_path: Path) -> Non
     path = tmp_path / "run.h5"
     state = run_search(path, SMALL.replace(cycles=1), DEBUG)
     early = summarize(path)
-    assert early["proxy_rank"]["P20_P40"] == state.cycles[-1].proxy_rank_spearman[0]
-    assert early["proxy_rank"]["P40_P60"] is None and early["retrain"] == []
+    assert early.proxy_rank["P20_P40"] == state.cycles[-1].proxy_rank_spearman[0]
+    assert early.proxy_rank["P40_P60"] is None and early.retrain == []
     text = _rendered(render_status, [early])
     assert "proxy rank" in text and "P40~P60 -" in text
 
@@ -136,7 +136,7 @@ def test_status_warns_below_the_threshold(tmp_path: Path) -> None:
     strict = tmp_path / "strict.h5"
     run_search(strict, SMALL.replace(proxy_rank_warn=1.0), DEBUG)
     run = summarize(strict)
-    assert all(v is not None and v < 1.0 for v in run["proxy_rank"].values())
+    assert all(v is not None and v < 1.0 for v in run.proxy_rank.values())
     text = _rendered(render_status, [run])
     assert "WARNING: P20~P40 and P40~P60 below 1.00" in text
 

@@ -25,14 +25,16 @@ from econas_hpc.cli import main
 from econas_hpc.errors import StateError
 from econas_hpc.plotting import DPI
 from econas_hpc.records import POOL_NAMES
+from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.driver import run_search
+from econas_hpc.search.dryrun import simulate_search
 from econas_hpc.search.figures import FIGURE_STEMS, SIZE_IN
-from econas_hpc.search.history import RunHistory
+from econas_hpc.search.history import RunHistory, SegmentFacts, run_history
 from econas_hpc.search.reconcile import SearchEvent
 from econas_hpc.search.report import default_out_dir, read_history, run_report
+from econas_hpc.search.runfile import ExecOptions, TrainOptions
 from econas_hpc.search.summary import summarize
-from econas_hpc.search.workitems import ExecOptions, TrainOptions
 from econas_hpc.store.state import StateStore
 
 SMALL = SearchConfig(cycles=3, initial_population=8, dry_run=True)
@@ -83,21 +85,21 @@ def test_series_follow_the_state_and_agree_with_status(finished: Path) -> None:
         np.testing.assert_equal(point.best, record.pool_best)  # NaN (empty pool) equals NaN
         assert point.sizes == record.pool_sizes
     end = history.pools[-1]
-    assert dict(zip(POOL_NAMES, _nan_none(end.best), strict=True)) == status["pool_best"]
-    assert dict(zip(POOL_NAMES, end.sizes, strict=True)) == status["pools"]
+    assert dict(zip(POOL_NAMES, _nan_none(end.best), strict=True)) == status.pool_best
+    assert dict(zip(POOL_NAMES, end.sizes, strict=True)) == status.pools
     # proxy rank: what each finished cycle stored; the last one checked against scipy
     assert [p.cycle for p in history.proxy_rank] == [-1, 0, 1, 2]
     last = history.proxy_rank[-1]
-    assert _nan_none((last.p20_p40, last.p40_p60)) == list(status["proxy_rank"].values())
+    assert _nan_none((last.p20_p40, last.p40_p60)) == list(status.proxy_rank.values())
     pairs = [
         n.scores[:2] for n in state.networks.values() if n.status == "ok" and n.segments_done >= 2
     ]
     assert last.p20_p40 == pytest.approx(spearmanr(*zip(*pairs, strict=True)).statistic)
     # cost: every concluded segment counted once, device time as the records (and status) say
     assert [c.cycle for c in history.cost] == [-1, 0, 1, 2]
-    assert sum(c.done + c.failed for c in history.cost) == status["segments_done"]
+    assert sum(c.done + c.failed for c in history.cost) == status.segments_done
     assert all(c.finished and c.open == 0 and c.planned == c.done + c.failed for c in history.cost)
-    assert sum(c.device_hours for c in history.cost) == pytest.approx(status["gpu_hours"])
+    assert sum(c.device_hours for c in history.cost) == pytest.approx(status.gpu_hours)
     # networks: every scored "ok" network; a dry run measures no parameters, so no front
     ok = [n for n in state.networks.values() if n.status == "ok" and n.segments_done]
     assert {n.arch_id for n in history.networks} == {n.arch_id for n in ok}
@@ -118,7 +120,8 @@ def test_cli_json_prints_the_series(
     assert main(["report", str(finished), "--out", str(out), "--json"]) == 0
     data = _strict(capsys.readouterr().out)
     fields = {f.name for f in dataclasses.fields(RunHistory)}
-    assert set(data) == fields | {"state", "run", "out_dir", "figures"}
+    assert set(data) == fields | {"score_kind", "state", "run", "out_dir", "figures"}
+    assert "pseudo-accuracy" in data["score_kind"]
     first = read_history(finished).pools[0]  # after the initial population: P20 only
     assert data["pools"][0] == {
         "cycle": 0,
@@ -191,6 +194,7 @@ def test_real_training_gives_parameters_and_the_pareto_front(tmp_path: Path) -> 
     run_search(path, cfg, ExecOptions(executor="debug", device="cpu"), None, train)
     report = run_report(path, tmp_path / "figs")
     _check_files([Path(p) for p in report["figures"]])
+    assert report["score_kind"].startswith("score: selection accuracy (%)")
     nets = report["networks"]
     assert nets and all(n["params"] and n["params"] > 1000 for n in nets)
     full = [n for n in nets if n["segments"] == cfg.segments_per_network]
@@ -207,6 +211,33 @@ def _undominated(net: dict[str, Any], others: list[dict[str, Any]]) -> bool:
         if ge and (o["score"] > net["score"] or o["params"] < net["params"]):
             return False
     return True
+
+
+def test_pure_history_front_and_single_strategy() -> None:
+    """run_history on in-memory searches: the front from given parameter counts (checked by
+    brute force), and a single-proxy run whose only pool is P60 and which has no rank pairs."""
+    state = simulate_search(SMALL)
+    rng = np.random.default_rng(0)
+    facts = {
+        (n.arch_id, n.segments_done): SegmentFacts(int(rng.integers(10_000, 20_000)), 1.0)
+        for n in state.networks.values()
+        if n.segments_done
+    }
+    history = run_history(state, facts)
+    nets = [dataclasses.asdict(n) for n in history.networks]
+    full = [n for n in nets if n["segments"] == SMALL.segments_per_network]
+    assert full and any(n["on_front"] for n in full) and not all(n["on_front"] for n in full)
+    assert all(n["on_front"] == _undominated(n, full) for n in full)
+    assert not any(n["on_front"] for n in nets if n not in full)
+    # official profile: pools rank by a network's best segment score, not its latest
+    official = simulate_search(SMALL.replace(profile="official", concat_mode=""))
+    p40 = official.networks[evo.current_pools(official)["P40"][-1]]  # the P40 pool's last
+    official.networks[p40.arch_id] = dataclasses.replace(p40, scores=(99.0, 1.0, math.nan))
+    assert run_history(official).pools[-1].best[1] == 99.0
+    single = run_history(simulate_search(SMALL.replace(strategy="single")))
+    assert {n.pool for n in single.networks} == {"P60"}
+    assert all(math.isnan(p.best[0]) and math.isnan(p.best[1]) for p in single.pools)
+    assert all(math.isnan(r.p20_p40) and math.isnan(r.p40_p60) for r in single.proxy_rank)
 
 
 class _Pause:

@@ -26,7 +26,8 @@ from econas_hpc.records import NetworkRecord, RunState
 from econas_hpc.search import retrain as retrain_module
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.retrain import RetrainOptions, plan_retrain, retrain, summarize_retrain
-from econas_hpc.search.workitems import ExecOptions, RunPaths, TrainOptions, write_run_file
+from econas_hpc.search.runfile import ExecOptions, TrainOptions, write_run_file
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.space.sampling import sample_genotype
 from econas_hpc.store.retrain_table import read_retrain_table
 from econas_hpc.store.state import StateStore

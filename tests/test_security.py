@@ -160,7 +160,7 @@ def test_the_cli_refuses_a_planted_batch_before_training(cifar_root: Path, tmp_p
         "train",
         "darts_v2",
         "--setting",
-        "c9r4s0e1",
+        "c6r6s0e1",
         "--dataset",
         "cifar10",
         "--data",
@@ -299,7 +299,8 @@ def test_a_dry_run_launch_writes_through_no_planted_link(
     monkeypatch.chdir(tmp_path)
     Path("small.toml").write_text("[search]\ninitial_population = 8\n")
     root = tmp_path / "state" / "run1.d"
-    links = plant_links(root / "run.json", victim)
+    links = plant_links(tmp_path / "state" / "run1.h5", victim)  # r.h5.tmp -> victim, ...
+    links += plant_links(root / "run.json", victim)
     links += plant_links(root / "submitting.json", victim)
     links += plant_links(root / "executor" / "debug-jobs.json", victim)
     argv = ["launch", "--config", "small.toml", "--cycles", "1", "--executor", "debug"]
@@ -392,6 +393,8 @@ def test_a_launched_run_is_private_and_resume_refuses_a_writable_run_folder(
     root = tmp_path / "state" / "run1.d"
     assert mode_of(root) == 0o700
     assert mode_of(root / "run.json") == 0o600
+    for state in ("run1.h5", "run1.h5.prev"):
+        assert mode_of(tmp_path / "state" / state) == 0o600, state
     for events in root.rglob("events.jsonl"):
         assert mode_of(events) == 0o600 and mode_of(events.parent) == 0o700
     root.chmod(0o777)
@@ -448,7 +451,7 @@ def test_a_traversing_network_id_in_the_state_is_refused_on_resume(
 def test_ids_that_become_folders_are_checked() -> None:
     from econas_hpc.cluster.tasks import WorkItem
     from econas_hpc.errors import UnsafeNameError
-    from econas_hpc.search.workitems import RunPaths
+    from econas_hpc.search.runpaths import RunPaths
     from econas_hpc.space.genotype import check_arch_id
 
     assert check_arch_id("0123456789ab") == "0123456789ab"
@@ -485,7 +488,7 @@ def test_checkpoints_and_results_linked_out_of_the_folder_are_refused(
     tmp_path: Path, victim: Path
 ) -> None:
     from econas_hpc.fsio import UnsafePathError
-    from econas_hpc.search.workitems import read_outcome
+    from econas_hpc.search.outcomes import read_outcome
     from econas_hpc.train import checkpoint as ckpt
 
     net = tmp_path / "net"
@@ -598,3 +601,32 @@ def test_the_cli_refuses_unreasonable_sizes_with_one_line(tmp_path: Path) -> Non
     proc = run_cli("zoo", "create", "--nodes", "100000", cwd=tmp_path)
     assert_one_line(proc, "nodes=100000")
     assert not list(tmp_path.rglob("*.h5*")) and not list(tmp_path.rglob("*.d"))
+
+
+def test_deeply_nested_run_files_are_one_line_or_set_aside(tmp_path: Path) -> None:
+    from econas_hpc.errors import StateError
+    from econas_hpc.search.workitems import RunPaths, read_outcome, read_run_file
+
+    deep = "[" * 100_000 + "]" * 100_000
+    paths = RunPaths.of(tmp_path / "run.h5")
+    paths.root.mkdir(mode=0o700)
+    paths.run_file.write_text(deep)
+    with pytest.raises(StateError, match="unreadable"):
+        read_run_file(paths)
+    result = tmp_path / "result-e000-001.json"
+    result.write_text(deep)
+    assert read_outcome(result, "a" * 12, (0, 1)) is None and not result.exists()
+
+
+def test_zoo_train_refuses_a_writable_zoo_folder(tmp_path: Path) -> None:
+    proc = run_cli("zoo", "create", "--size", "2", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    zoo = tmp_path / "state" / "zoo1.h5"
+    assert mode_of(zoo) == 0o600
+    folder = tmp_path / "state" / "zoo1.d"
+    folder.mkdir()
+    folder.chmod(0o777)
+    argv = ["zoo", "train", str(zoo), "--settings", "c4r4s0e60", "--executor", "debug"]
+    proc = run_cli(*argv, "--dataset", "synthetic", cwd=tmp_path)
+    assert_one_line(proc, str(folder), "writable by group or others")
+    assert list(folder.iterdir()) == []

@@ -248,3 +248,57 @@ def test_a_crash_without_a_cause_is_blamed_on_what_the_probe_sees(tmp_path: Path
 def test_probe_sees_a_missing_run_folder_and_nothing_on_a_healthy_one(tmp_path: Path) -> None:
     assert probe_environment(tmp_path, tmp_path) == ""
     assert probe_environment(tmp_path / "no" / "such") == "lost_files"
+
+
+# --- the one loop -----------------------------------------------------------------------------
+
+
+class _Countdown:
+    """A JobLoop whose work ends after `results` results (one per poll) and records calls."""
+
+    def __init__(self, results: int) -> None:
+        self.left, self.calls, self.saved = results, [], []
+
+    def submit(self) -> None:
+        self.calls.append("submit")
+
+    def ingest(self) -> int:
+        return 0
+
+    def finished(self) -> bool:
+        return self.left == 0
+
+    def poll(self) -> int:
+        self.calls.append("poll")
+        self.left -= 1
+        return int(self.left % 2 == 0)  # every other poll changes something
+
+    def save(self, changed: int) -> None:
+        self.saved.append(changed)
+
+
+class _Lock:
+    def refresh(self) -> None:
+        return None
+
+
+def test_drive_polls_saves_and_sleeps_only_when_nothing_changed() -> None:
+    from econas_hpc.supervise.loop import drive
+
+    loop, sleeps = _Countdown(4), []
+    drive(loop, _Lock(), poll_s=0.0, sleep=sleeps.append)
+    assert loop.calls == ["submit", "poll"] * 4 + ["submit"]
+    assert loop.saved == [0, 1, 0, 1, 0]  # every pass saves what changed; the last one too
+    assert len(sleeps) == 2  # only after the passes where nothing changed
+
+
+def test_drive_stops_on_the_fault_a_poll_raises() -> None:
+    from econas_hpc.errors import EnvironmentFault
+    from econas_hpc.supervise.loop import drive
+
+    class Faulty(_Countdown):
+        def poll(self) -> int:
+            raise EnvironmentFault("data folder unreadable", "data")
+
+    with pytest.raises(EnvironmentFault, match="data folder"):
+        drive(Faulty(1), _Lock(), poll_s=0.0, sleep=lambda s: None)

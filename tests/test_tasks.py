@@ -17,8 +17,8 @@ import pytest
 from econas_hpc.cluster.executors import CheckpointableTask
 from econas_hpc.cluster.tasks import SegmentTask, WorkItem, append_event, read_events
 from econas_hpc.errors import ConfigError
-from econas_hpc.search.dryrun import dry_result
 from econas_hpc.space.catalog import get_builtin
+from econas_hpc.space.pseudo import dry_result
 from econas_hpc.train import SegmentResult
 
 GENOTYPE = get_builtin("darts_v2")

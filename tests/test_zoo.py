@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 from econas_hpc.cluster import tasks
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, StateError
-from econas_hpc.search.workitems import ExecOptions
+from econas_hpc.search.runfile import ExecOptions
 from econas_hpc.space.catalog import ZOO_OPS
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.store.zoo_state import ZooCost, ZooResult, ZooState, ZooStore

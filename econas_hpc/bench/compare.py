@@ -42,7 +42,9 @@ from econas_hpc.records import JobRecord, cycle_tag
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.dryrun import new_state
-from econas_hpc.search.workitems import RunPaths, TrainOptions, segment_spec
+from econas_hpc.search.runfile import TrainOptions
+from econas_hpc.search.runpaths import RunPaths
+from econas_hpc.search.workitems import segment_spec
 from econas_hpc.settings import Setting, make_recipe
 from econas_hpc.space.sampling import sample_genotype
 from econas_hpc.tomlfile import read_toml

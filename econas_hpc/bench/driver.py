@@ -60,7 +60,7 @@ def _time_driver(cfg: SearchConfig, directory: Path) -> list[float]:
     # Imported here: the driver pulls in the cluster layer (submitit), which the proxy
     # benchmark does not need.
     from econas_hpc.search.driver import run_search  # noqa: PLC0415
-    from econas_hpc.search.workitems import ExecOptions  # noqa: PLC0415
+    from econas_hpc.search.runfile import ExecOptions  # noqa: PLC0415
 
     marks: list[float] = []
 

@@ -23,7 +23,7 @@ from econas_hpc import __version__
 from econas_hpc.cli._bench import _add_bench_command
 from econas_hpc.cli._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, _configure_logging
 from econas_hpc.cli._compare import _add_compare_command
-from econas_hpc.cli._inspect import DATASETS, _add_inspect_command, inspect_info
+from econas_hpc.cli._inspect import BASE_NAMES, _add_inspect_command, inspect_info
 from econas_hpc.cli._report import _add_report_command
 from econas_hpc.cli._search import DEFAULT_STATE, DEMO_STATE, _add_search_commands
 from econas_hpc.cli._train import _add_train_commands
@@ -31,7 +31,7 @@ from econas_hpc.cli._zoo import ZOO_STATE, _add_zoo_commands
 from econas_hpc.errors import CAUSES, EXIT_ENVIRONMENT, EconasError, EnvironmentFault, cause_of
 
 __all__ = [
-    "DATASETS",
+    "BASE_NAMES",
     "DEFAULT_STATE",
     "DEMO_STATE",
     "EXIT_INTERRUPTED",
@@ -87,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         sys.stderr.write(f"{PROG}: error: {CAUSES[cause]}: {exc}\n")
         return EXIT_ENVIRONMENT
-    except KeyboardInterrupt:
-        sys.stderr.write(
-            f"{PROG}: interrupted; nothing was charged to any network (jobs already submitted "
-            "keep running; `resume` re-attaches them)\n"
-        )
+    except KeyboardInterrupt as exc:  # a command may say what was kept (`_stops_cleanly`)
+        detail = f"; {exc}" if str(exc) else ""
+        sys.stderr.write(f"{PROG}: interrupted{detail}\n")
         return EXIT_INTERRUPTED

@@ -13,6 +13,8 @@ from typing import Any
 
 from rich.console import Console
 
+from econas_hpc.cluster.options import EXECUTOR_KINDS
+
 PROG = "econas-hpc"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -40,27 +42,34 @@ def _configure_logging() -> None:
         )
 
 
+KEPT = (
+    "nothing was charged to any network; jobs already submitted keep running and `resume` "
+    "re-attaches them"
+)
+
+
 @contextlib.contextmanager
-def _sigterm_stops(what: str) -> Iterator[None]:
-    """SIGTERM (a person's `kill`, the scheduler ending a driver job) stops `what` as Ctrl-C
-    does: the with-blocks unwind, so the driver lock is released and nothing is charged."""
+def _stops_cleanly(what: str) -> Iterator[None]:
+    """Ctrl-C and SIGTERM (a person's `kill`, the scheduler ending a driver job) stop `what`
+    cleanly: the with-blocks unwind (the driver lock is released), nothing is charged, and the
+    one line says so (Ctrl-C: exit 130; SIGTERM: an `InterruptedRun`, exit 3)."""
     from econas_hpc.errors import InterruptedRun
 
     def stop(signum: int, frame: object) -> None:
-        raise InterruptedRun(
-            f"{what} stopped by SIGTERM; nothing was charged to any network; jobs already "
-            "submitted keep running and `econas-hpc resume` re-attaches them"
-        )
+        raise InterruptedRun(f"{what} stopped by SIGTERM; {KEPT}")
 
+    installed, previous = True, None
     try:
         previous = signal.signal(signal.SIGTERM, stop)
     except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+        installed = False
     try:
         yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(KEPT) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if installed:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _picked(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -90,11 +99,26 @@ def _json_line(data: Any) -> str:
     return json.dumps(clean(data), sort_keys=True) + "\n"
 
 
+def _add_time_limit(group: Any) -> None:
+    """`--time-limit MIN` (dest `timeout_min`), the one spelling of launch, resume, train,
+    retrain and zoo train. `--timeout-min`, the old spelling of train and retrain, still works
+    but is not shown."""
+    group.add_argument(
+        "--time-limit",
+        dest="timeout_min",
+        type=int,
+        metavar="MIN",
+        help="time limit per job, minutes (default: the site file's, else 60); a job that "
+        "reaches it saves a checkpoint and is requeued",
+    )
+    group.add_argument("--timeout-min", dest="timeout_min", type=int, help=argparse.SUPPRESS)
+
+
 def _add_exec_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution options (may change on resume)")
     group.add_argument(
         "--executor",
-        choices=("local", "debug", "slurm"),
+        choices=EXECUTOR_KINDS,
         help="where segments run (default: slurm if sbatch is on PATH, else local)",
     )
     group.add_argument("--partition", help="Slurm partition")
@@ -114,13 +138,7 @@ def _add_exec_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="training device: auto, cpu, cuda, cuda:N (auto)")
     group.add_argument("--account", help="Slurm account")
     group.add_argument("--qos", help="Slurm QOS")
-    group.add_argument(
-        "--time-limit",
-        dest="timeout_min",
-        type=int,
-        metavar="MIN",
-        help="Slurm time limit per job, minutes (60); longer segments requeue",
-    )
+    _add_time_limit(group)
     group.add_argument("--gpus-per-node", type=int, metavar="N", help="GPUs per segment job")
     group.add_argument(
         "--signal-delay",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from econas_hpc.errors import InvalidSettingError
+from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE
 from econas_hpc.ui.console import render_inspect
 
 if TYPE_CHECKING:  # torch-backed: imported at call time so that `--help` answers at once
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # torch-backed: imported at call time so that `--help` answer
     from econas_hpc.settings import Base, Setting
     from econas_hpc.space.genotype import Genotype
 
-DATASETS = ("cifar10", "imagenet")
+BASE_NAMES = (CIFAR_BASE.name, IMAGENET_BASE.name)  # the base networks `inspect` builds
 
 
 def inspect_info(genotype_text: str, setting_text: str, dataset: str) -> dict[str, Any]:
@@ -40,8 +41,8 @@ def inspect_info(genotype_text: str, setting_text: str, dataset: str) -> dict[st
         EconasError: bad genotype, bad setting, or a genotype that cannot be built.
     """
     # torch-backed imports stay local so that `--help` and argument errors answer at once.
-    from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE, Setting
-    from econas_hpc.space.genotype import parse_genotype
+    from econas_hpc.settings import Setting
+    from econas_hpc.space.parse import parse_genotype
 
     base = IMAGENET_BASE if dataset == "imagenet" else CIFAR_BASE
     genotype = parse_genotype(genotype_text)
@@ -136,6 +137,6 @@ def _add_inspect_command(commands: Any) -> None:
         default="c0r0s0e600",
         help="reduced setting cXrYsZeW (default: c0r0s0e600, the original setting)",
     )
-    inspect.add_argument("--dataset", choices=DATASETS, default="cifar10", help="base network")
+    inspect.add_argument("--dataset", choices=BASE_NAMES, default="cifar10", help="base network")
     inspect.add_argument("--json", action="store_true", help="print one JSON object instead")
     inspect.set_defaults(handler=_cmd_inspect)

@@ -9,7 +9,10 @@ from typing import Any
 
 from rich.console import Console
 
-from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _picked, _sigterm_stops
+from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _picked, _stops_cleanly
+from econas_hpc.search.config import STRATEGIES
+from econas_hpc.search.runsummary import UnreadableRun
+from econas_hpc.settings import DATASETS, PROFILES
 from econas_hpc.ui.cluster_view import render_cluster
 from econas_hpc.ui.search_view import SearchView, render_best, render_status
 
@@ -40,7 +43,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
         return _detached(detach_launch(state, spec, args.argv))
     console = Console()
-    with _sigterm_stops(f"run {state}"), SearchView(console, state, spec.cfg.cycles) as view:
+    with _stops_cleanly(f"run {state}"), SearchView(console, state, spec.cfg.cycles) as view:
         run_search(state, spec.cfg, spec.execution, view, spec.train)
     render_status(console, summarize_all([state]))
     return 0
@@ -61,7 +64,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
         return _detached(detach_resume(args.state, _picked(args, EXEC_FLAGS), args.argv))
     console = Console()
-    with _sigterm_stops(f"run {args.state}"), SearchView(console, args.state) as view:
+    with _stops_cleanly(f"run {args.state}"), SearchView(console, args.state) as view:
         run_search(args.state, None, _picked(args, EXEC_FLAGS), view)
     render_status(console, summarize_all([args.state]))
     return 0
@@ -78,14 +81,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from econas_hpc.search.summary import find_runs, summarize_all
 
     runs = summarize_all(args.paths or find_runs("state"), top=args.top)
-    runs = [cluster_status(run, live=args.live) for run in runs]  # --live: one sacct per run
+    statuses = [cluster_status(run, live=args.live) for run in runs]  # --live: one sacct per run
     if args.json:
-        sys.stdout.writelines(json.dumps(run, sort_keys=True) + "\n" for run in runs)
+        sys.stdout.writelines(json.dumps(status, sort_keys=True) + "\n" for status in statuses)
     else:
         console = Console()
         render_status(console, runs)
-        render_cluster(console, runs)
-    return 2 if any("error" in run for run in runs) else 0
+        render_cluster(console, statuses)
+    return 2 if any(isinstance(run, UnreadableRun) for run in runs) else 0
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
@@ -108,9 +111,7 @@ def _add_search_options(parser: argparse.ArgumentParser, title: str) -> None:
     )
     group.add_argument("--cycles", type=int, help="evolution cycles (default 100)")
     group.add_argument("--seed", type=int, help="seed of the search's generator (default 0)")
-    group.add_argument(
-        "--dataset", choices=("cifar10", "digits", "synthetic"), help="default cifar10"
-    )
+    group.add_argument("--dataset", choices=DATASETS, help="default cifar10")
     group.add_argument("--data", dest="data_dir", metavar="DIR", help="data directory (data)")
     group.add_argument(
         "--dry-run",
@@ -118,8 +119,8 @@ def _add_search_options(parser: argparse.ArgumentParser, title: str) -> None:
         default=None,
         help="score segments with a deterministic pseudo-accuracy; train nothing",
     )
-    group.add_argument("--strategy", choices=("hierarchical", "single"), help="hierarchical")
-    group.add_argument("--profile", choices=("supplement", "official"), help="supplement")
+    group.add_argument("--strategy", choices=STRATEGIES, help="hierarchical")
+    group.add_argument("--profile", choices=PROFILES, help="supplement")
     group.add_argument(
         "--allow-large",
         action="store_true",

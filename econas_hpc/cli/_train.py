@@ -8,10 +8,13 @@ from typing import Any
 
 from rich.console import Console
 
-from econas_hpc.cli._common import EXIT_INTERRUPTED, _json_line, _picked
+from econas_hpc.cli._common import EXIT_INTERRUPTED, _add_time_limit, _json_line, _picked
+from econas_hpc.cluster.options import EXECUTOR_KINDS
+from econas_hpc.settings import DATASETS, IMAGENET_BASE
 from econas_hpc.ui.search_view import render_retrain
 
 SUBMIT_FLAGS = ("partition", "timeout_min", "account", "qos")
+SUBMIT_EXECUTORS = tuple(k for k in EXECUTOR_KINDS if k != "debug")  # `train` submits one job
 RETRAIN_FLAGS = (
     "executor",
     "partition",
@@ -83,9 +86,7 @@ def _add_train_parser(commands: Any) -> None:
     train.add_argument("--setting", default="c0r0s0e600", help="cXrYsZeW (c0r0s0e600)")
     train.add_argument("--epochs", default="", metavar="A:B", help="epochs [A, B) (all)")
     train.add_argument("--run-dir", default="runs/train", help="checkpoints and result")
-    train.add_argument(
-        "--dataset", choices=("cifar10", "digits", "synthetic", "imagenet"), default="cifar10"
-    )
+    train.add_argument("--dataset", choices=(*DATASETS, IMAGENET_BASE.name), default="cifar10")
     train.add_argument(
         "--data",
         dest="data_dir",
@@ -120,9 +121,9 @@ def _add_train_distribution(train: argparse.ArgumentParser) -> None:
         help="micro-batches per GPU and step (gradient accumulation)",
     )
     sub = train.add_argument_group("submission (--partition or --nodes > 1 submit to Slurm)")
-    sub.add_argument("--executor", choices=("slurm", "local"), help="submit instead of running")
+    sub.add_argument("--executor", choices=SUBMIT_EXECUTORS, help="submit instead of running")
     sub.add_argument("--partition", help="Slurm partition")
-    sub.add_argument("--timeout-min", type=int, help="job time limit; requeued beyond it")
+    _add_time_limit(sub)
     sub.add_argument("--account")
     sub.add_argument("--qos")
 
@@ -142,12 +143,10 @@ def _add_retrain_parser(commands: Any) -> None:
     retrain.add_argument("--setting", default="c0r0s0e600", help="cXrYsZeW (c0r0s0e600)")
     retrain.add_argument("--seeds", type=int, default=1, help="seeds per network (1)")
     retrain.add_argument("--no-wait", action="store_true", help="submit, record and return")
-    retrain.add_argument(
-        "--executor", choices=("local", "debug", "slurm"), help="default: the run's"
-    )
+    retrain.add_argument("--executor", choices=EXECUTOR_KINDS, help="default: the run's")
     retrain.add_argument("--partition", help="Slurm partition")
     retrain.add_argument("--gpus-per-node", type=int, help="GPUs per job (default: the run's)")
-    retrain.add_argument("--timeout-min", type=int, help="job time limit; requeued beyond it")
+    _add_time_limit(retrain)
     retrain.add_argument("--device", help="training device: auto, cpu, cuda, cuda:N")
     retrain.add_argument("--poll-interval", dest="poll_interval_s", type=float, metavar="S")
     retrain.add_argument("--json", action="store_true", help="one JSON object per network")

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _emit, _picked
+from econas_hpc.settings import DATASETS, PROFILES
 from econas_hpc.ui.zoo_view import render_zoo_created, render_zoo_report, render_zoo_trained
 
 ZOO_STATE = "state/zoo1.h5"
+# `zoo train` offers the two sets its training-set size knows (`ZooTrainOptions.train_size`).
+ZOO_DATASETS = tuple(d for d in DATASETS if d != "digits")
 ZOO_TRAIN_FLAGS = ("layers", "dataset", "data_dir", "synthetic_train", "synthetic_test", "profile")
 
 
@@ -55,13 +58,13 @@ def _add_zoo_train(zoo: Any) -> None:
     train.add_argument("--grid", help='one token per factor, e.g. "c=0,2,4 r=0,2,4 s=0,2 e=30,60"')
     train.add_argument("--reference", help="setting the others are ranked against (c0r0s0e600)")
     group = train.add_argument_group("training options (fixed by the zoo's first `zoo train`)")
-    group.add_argument("--dataset", choices=("cifar10", "synthetic"), help="default cifar10")
+    group.add_argument("--dataset", choices=ZOO_DATASETS, help="default cifar10")
     group.add_argument("--data", dest="data_dir", metavar="DIR", help="data directory (data)")
     layers_help = "cells per network (0 = 20; others build smaller networks, for tests)"
     group.add_argument("--layers", type=int, metavar="N", help=layers_help)
     group.add_argument("--synthetic-train", type=int, metavar="N", help="synthetic images (5000)")
     group.add_argument("--synthetic-test", type=int, metavar="N", help="synthetic tests (1000)")
-    group.add_argument("--profile", choices=("supplement", "official"), help="supplement")
+    group.add_argument("--profile", choices=PROFILES, help="supplement")
     _add_exec_options(train)
     train.add_argument("--config", metavar="FILE", help="site file with a [slurm] table")
     train.add_argument("--max-attempts", type=int, default=2, help="submissions per unit (2)")

@@ -20,6 +20,9 @@ from typing import Any, Literal
 from econas_hpc.errors import ConfigError
 from econas_hpc.tomlfile import read_toml
 
+# Where segments run: in-process (debug), subprocesses here (local), Slurm job arrays (slurm).
+EXECUTOR_KINDS: tuple[str, ...] = ("debug", "local", "slurm")
+
 __all__ = [
     "ALIVE_STATES",
     "FINAL_STATES",

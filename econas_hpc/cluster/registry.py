@@ -18,7 +18,7 @@ from econas_hpc.cluster.options import FINAL_STATES, JobState
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.fsio import make_private_dir, write_json_atomic
 
-__all__ = ["JobRecord", "JobRegistry", "pack_items"]
+__all__ = ["RegisteredJob", "JobRegistry", "pack_items"]
 
 
 def pack_items(items: Sequence[WorkItem], per_job: int) -> list[list[WorkItem]]:
@@ -27,8 +27,9 @@ def pack_items(items: Sequence[WorkItem], per_job: int) -> list[list[WorkItem]]:
 
 
 @dataclass(slots=True)
-class JobRecord:
-    """One job of a registry: its items and what is known about it."""
+class RegisteredJob:
+    """One job of a registry: its items and what is known about it (the search's own job
+    bookkeeping is `records.JobRecord`)."""
 
     job_id: str
     items: list[WorkItem]
@@ -61,23 +62,23 @@ class JobRegistry:
         self.path = Path(folder) / f"{prefix}-jobs.json"
         self.prefix = prefix
         self.next = 0
-        self.jobs: dict[str, JobRecord] = {}
+        self.jobs: dict[str, RegisteredJob] = {}
         if self.path.exists():
             data = json.loads(self.path.read_text(encoding="utf-8"))
             self.next = int(data["next"])
             for job_id, rec in data["jobs"].items():
                 items = [WorkItem.from_dict(i) for i in rec["items"]]
-                self.jobs[job_id] = JobRecord(
+                self.jobs[job_id] = RegisteredJob(
                     job_id, items, rec["state"], rec["pid"], rec["gpu"], rec.get("names", [])
                 )
 
-    def add(self, items: list[WorkItem]) -> JobRecord:
-        record = JobRecord(f"{self.prefix}-{self.next}", items)
+    def add(self, items: list[WorkItem]) -> RegisteredJob:
+        record = RegisteredJob(f"{self.prefix}-{self.next}", items)
         self.next += 1
         self.jobs[record.job_id] = record
         return record
 
-    def with_state(self, *states: str) -> Iterator[JobRecord]:
+    def with_state(self, *states: str) -> Iterator[RegisteredJob]:
         """Records in `states`, in submission order."""
         return (r for r in self.jobs.values() if r.state in states)
 

@@ -1,10 +1,11 @@
-"""What runs on a worker: `WorkItem`s (one segment each), the task that runs them, worker events.
+"""What runs on a worker: the task that runs `WorkItem`s (one segment each) in a worker thread.
 
-This module owns `WorkItem`, `SegmentTask` (the callable every executor runs; `executors.py`
-adds submitit's `checkpoint()` to it), the dry-run item (a deterministic pseudo-accuracy instead
-of training, with injectable sleeps and failures) and the worker event log
-`<run_dir>/events.jsonl`. It never imports h5py, never opens the state file, and imports torch
-(through `train.segment`) only when a "train" item runs.
+This module owns `SegmentTask` (the callable every executor runs; `executors.py` adds
+submitit's `checkpoint()` to it) and which runner a kind of item gets: training (one segment,
+or K packed segments trained concurrently), distributed ImageNet, and the dry-run item of
+`dryrun_item`. `WorkItem` (`workitem`) and the worker event log `<run_dir>/events.jsonl`
+(`events`) live in their own modules and are re-exported here. It never imports h5py, never
+opens the state file, and imports torch (through `train.segment`) only when a "train" item runs.
 
 Threads and signals: submitit handles USR2 in the main thread, calls `checkpoint()`, then
 requeues the job and exits at once. So the items run in a worker thread while the main thread
@@ -20,10 +21,7 @@ exists is skipped, so a packed job never redoes finished work.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -31,12 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.errors import ConfigError, cause_of
-from econas_hpc.fsio import append_text, make_private_dir, write_json_atomic
-from econas_hpc.space.genotype import check_arch_id
+from econas_hpc.cluster.dryrun_item import progress_path, run_dryrun
+from econas_hpc.cluster.events import ECONAS_JOB_ID, EVENTS_FILE, append_event, read_events
+from econas_hpc.cluster.workitem import DRYRUN_FAILURES, KINDS, WorkItem
+from econas_hpc.errors import cause_of
 
+# WorkItem, the event log and the dry-run item live in their own modules; callers import them
+# from here as one worker-side namespace, so they are re-exported.
 __all__ = [
     "DRYRUN_FAILURES",
+    "ECONAS_JOB_ID",
     "EVENTS_FILE",
     "KINDS",
     "SegmentTask",
@@ -47,104 +49,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KINDS = ("train", "dryrun", "imagenet")
-DRYRUN_FAILURES = ("", "crash", "hang", "diverge")
-EVENTS_FILE = "events.jsonl"
-ECONAS_JOB_ID = "ECONAS_JOB_ID"  # set by executors without a scheduler (local-<n>)
-TICK_S = 0.1  # how often a sleeping dry-run item looks at the stop event
-PROGRESS_EVERY_S = 1.0  # a dry-run item's "per-epoch checkpoint": its progress file
 WAIT_S = 0.25  # the main thread joins in slices so that signal handlers run promptly
-
-
-@dataclass(frozen=True, slots=True)
-class WorkItem:
-    """One segment of one network, as a worker runs it.
-
-    `spec` is `SegmentSpec.to_dict()` for "train"; for "dryrun" it holds arch_id, genotype_json,
-    segment, seed, run_dir, epoch_start, epoch_end and optionally sleep_s and fail (one of
-    `DRYRUN_FAILURES`). The worker writes `result_path` atomically when the item ends.
-    """
-
-    name: str
-    kind: str
-    spec: dict[str, Any]
-    result_path: str
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError(f"work item {self.name!r}: kind {self.kind!r}; allowed {KINDS}")
-        if not self.spec.get("run_dir"):
-            raise ConfigError(f"work item {self.name!r}: spec has no run_dir")
-        if "arch_id" in self.spec:  # it names the item's folders: an arch_id, never a path
-            check_arch_id(self.spec["arch_id"], f"work item {self.name!r}: network id")
-        fail = self.spec.get("fail") or ""
-        if self.kind == "dryrun" and fail not in DRYRUN_FAILURES:
-            raise ConfigError(f"work item {self.name!r}: fail={fail!r}; allowed {DRYRUN_FAILURES}")
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.spec["run_dir"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "spec": dict(self.spec),
-            "result_path": self.result_path,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> WorkItem:
-        name, kind, path = str(data["name"]), str(data["kind"]), str(data["result_path"])
-        return cls(name, kind, dict(data["spec"]), path)
-
-
-# --- events -----------------------------------------------------------------------------------
-
-
-def job_context() -> dict[str, Any]:
-    """Who is running: the scheduler's job id and restart count, host and pid."""
-    job_id = os.environ.get(ECONAS_JOB_ID) or os.environ.get("SLURM_JOB_ID") or ""
-    array = os.environ.get("SLURM_ARRAY_JOB_ID")
-    if array and os.environ.get("SLURM_ARRAY_TASK_ID"):
-        job_id = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}"  # the id the driver submitted
-    return {
-        "job_id": job_id,
-        "restart": int(os.environ.get("SLURM_RESTART_COUNT") or 0),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-    }
-
-
-def append_event(run_dir: Path, event: str, item: str, **fields: Any) -> None:
-    """Append one JSON line to `<run_dir>/events.jsonl` (one write: whole lines on local disks)."""
-    record = {"t": round(time.time(), 3), "event": event, "item": item, **job_context(), **fields}
-    line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    make_private_dir(run_dir, "network folder")
-    append_text(run_dir / EVENTS_FILE, line)  # O_NOFOLLOW: never through a planted link
-
-
-def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    """Every complete event of `run_dir`; a torn last line (a killed writer) is skipped."""
-    path = Path(run_dir) / EVENTS_FILE
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            events.append(json.loads(line))
-    return events
-
-
-def _write_json_atomic(path: Path, obj: object) -> None:
-    make_private_dir(path.parent, "network folder")
-    write_json_atomic(path, obj, sort_keys=False)
 
 
 def _last_checkpoint_t(item: WorkItem) -> float | None:
     """Modification time of the item's newest checkpoint (progress file for a dry run)."""
     if item.kind == "dryrun":
-        paths = [_progress_path(item)]
+        paths = [progress_path(item)]
     else:
         paths = list((item.run_dir / "checkpoints").glob("*.pt"))
     times = [p.stat().st_mtime for p in paths if p.exists()]
@@ -152,76 +63,6 @@ def _last_checkpoint_t(item: WorkItem) -> float | None:
 
 
 # --- the items --------------------------------------------------------------------------------
-
-
-def _progress_path(item: WorkItem) -> Path:
-    return Path(item.result_path + ".progress")
-
-
-def _dryrun_result(item: WorkItem, diverge: bool, wall_s: float, resumes: int) -> dict[str, Any]:
-    """A SegmentResult-shaped dict (same keys) for a dry-run item: the driver's dry-run score."""
-    from econas_hpc.search.dryrun import dry_result  # pure; only dry-run workers need it
-
-    spec = item.spec
-    start, end = int(spec["epoch_start"]), int(spec["epoch_end"])
-    status, score = "diverged", 0.0
-    if not diverge:
-        segments = int(spec.get("segments", 3))
-        status, score = dry_result(
-            spec["genotype_json"], int(spec["segment"]), int(spec["seed"]), segments
-        )
-    epochs = max(1, end - start)
-    return {
-        "arch_id": spec["arch_id"],
-        "epoch_start": start,
-        "epoch_end": end,
-        "status": status,
-        "score": score,
-        "train_loss": [round(2.3 * (1 - score / 100), 4)] * epochs,
-        "sel_acc": [score] * epochs,
-        "test_acc": [score] * epochs,
-        "selection": "val",
-        "profile": "dryrun",
-        "cell_output": "clean",
-        "setting": str(spec.get("setting", "")),
-        "wall_s": round(wall_s, 3),
-        "device": "none",
-        "resumes": resumes,
-        "params": 0,
-        "detail": "dry run: injected divergence" if diverge else f"dry run: {status}",
-        "checkpoint": "",
-        "checkpoint_sha256": "",
-    }
-
-
-def _run_dryrun(item: WorkItem, stop: threading.Event) -> str:
-    """Sleep `sleep_s` (resumable, stop-checked), then fail as asked or write the result."""
-    spec, progress = item.spec, _progress_path(item)
-    fail = spec.get("fail") or ""
-    done_s, resumes = 0.0, 0
-    if progress.exists():
-        saved = json.loads(progress.read_text(encoding="utf-8"))
-        done_s, resumes = float(saved["slept_s"]), int(saved["resumes"]) + 1
-    if fail == "hang":
-        while True:  # deliberately deaf to `stop`: a hung worker that only the scheduler ends
-            time.sleep(1.0)
-    target, last_save = float(spec.get("sleep_s") or 0.0), time.monotonic()
-    while done_s < target:
-        if stop.is_set():
-            _write_json_atomic(progress, {"slept_s": done_s, "resumes": resumes})
-            return "interrupted"
-        tick = min(TICK_S, target - done_s)
-        time.sleep(tick)
-        done_s += tick
-        if time.monotonic() - last_save >= PROGRESS_EVERY_S:
-            _write_json_atomic(progress, {"slept_s": done_s, "resumes": resumes})
-            last_save = time.monotonic()
-    if fail == "crash":
-        raise RuntimeError(f"dry-run item {item.name}: injected crash")
-    result = _dryrun_result(item, fail == "diverge", done_s, resumes)
-    _write_json_atomic(Path(item.result_path), result)
-    progress.unlink(missing_ok=True)
-    return str(result["status"])
 
 
 def _run_train(item: WorkItem, stop: threading.Event) -> str:
@@ -232,7 +73,7 @@ def _run_train(item: WorkItem, stop: threading.Event) -> str:
     spec = SegmentSpec.from_dict(item.spec)
     result = run_segment(spec, stop=stop.is_set)
     if result.status != "interrupted" and result_path(spec) != Path(item.result_path):
-        _write_json_atomic(Path(item.result_path), result.to_dict())
+        item.write_result(result.to_dict())
     return result.status
 
 
@@ -244,7 +85,7 @@ def _run_imagenet(item: WorkItem, stop: threading.Event) -> str:
     return run_imagenet(ImageNetSpec.from_dict(item.spec), stop=stop.is_set).status
 
 
-_RUNNERS = {"dryrun": _run_dryrun, "train": _run_train, "imagenet": _run_imagenet}
+_RUNNERS = {"dryrun": run_dryrun, "train": _run_train, "imagenet": _run_imagenet}
 
 
 # --- the task ---------------------------------------------------------------------------------
@@ -368,7 +209,7 @@ def _run_packed_items(items: list[WorkItem], stop: threading.Event, outcome: _Ou
             )
         elif result.status != "interrupted":
             if result_path(spec) != Path(item.result_path):
-                _write_json_atomic(Path(item.result_path), result.to_dict())
+                item.write_result(result.to_dict())
             append_event(item.run_dir, "finish", item.name, status=result.status, wall_s=wall_s)
             outcome.finished.append(item.result_path)
     return not any(r.status == "interrupted" for r in results)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from econas_hpc.data.cifar import ArrayDataset
+from econas_hpc.data.arrays import ArrayDataset
 from econas_hpc.data.digits import DIGITS_MEAN, DIGITS_STD
 
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)

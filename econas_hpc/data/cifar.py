@@ -1,12 +1,11 @@
 """CIFAR-10 on the host: reading the python-pickle release, splits and fixed subsets.
 
-This module owns `ArrayDataset` (uint8 NHWC images + int64 labels in host memory), the reader of
-`<root>/cifar-10-batches-py/` (our own: torchvision's `CIFAR10` checks md5 sums that synthetic
-files cannot match) with its restricted unpickler (`CifarUnpickler`: a batch file may name only
-the few globals the release holds, so a planted file cannot import or call anything), the
-deterministic hold-out split and the fixed 1/s subset of the sample-ratio factor (spec 5.2),
-and `load_dataset`, the one entry point the trainer calls. It does no augmentation and no
-device transfer (`augment.py` does both).
+This module owns the reader of `<root>/cifar-10-batches-py/` (our own: torchvision's `CIFAR10`
+checks md5 sums that synthetic files cannot match) with its restricted unpickler
+(`CifarUnpickler`: a batch file may name only the few globals the release holds, so a planted
+file cannot import or call anything), the deterministic hold-out split and the fixed 1/s
+subset of the sample-ratio factor (spec 5.2), and `load_dataset`, the one entry point the
+trainer calls. It does no augmentation and no device transfer (`augment.py` does both).
 """
 
 from __future__ import annotations
@@ -14,50 +13,24 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from econas_hpc.data.arrays import ArrayDataset
+from econas_hpc.data.digits import load_digits_split  # sklearn itself is imported on use
 from econas_hpc.data.synthetic import CIFAR_FOLDER, write_synthetic_cifar
 from econas_hpc.errors import ConfigError, DataError, UnsafeDataError
-from econas_hpc.settings import MAX_LEVEL, reduce_level
+from econas_hpc.settings import DATASETS, MAX_LEVEL, reduce_level
 
 log = logging.getLogger(__name__)
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
-DATASETS = ("cifar10", "digits", "synthetic")
 LAYOUT = f"<root>/{CIFAR_FOLDER}/data_batch_1..5, {TEST_FILE}"
 # Independent streams per purpose, so changing the split never changes the subset or vice versa.
 _SPLIT_STREAM, _SUBSET_STREAM = 0x5EED_0001, 0x5EED_0002
-
-
-@dataclass(frozen=True, eq=False)
-class ArrayDataset:
-    """Images (N, 32, 32, 3) uint8 in NHWC as CIFAR stores them, labels (N,) int64."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[3] != 3:
-            raise DataError(
-                f"images must be uint8 (N, H, W, 3), got {self.images.dtype} {self.images.shape}"
-            )
-        if self.labels.dtype != np.int64 or self.labels.shape != (self.images.shape[0],):
-            raise DataError(
-                f"labels must be int64 ({self.images.shape[0]},), got "
-                f"{self.labels.dtype} {self.labels.shape}"
-            )
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def take(self, indices: np.ndarray) -> ArrayDataset:
-        """The samples at `indices`, in that order (copies)."""
-        return ArrayDataset(self.images[indices], self.labels[indices])
 
 
 def _missing_error(folder: Path, missing: list[str], tried_download: bool) -> DataError:
@@ -278,8 +251,6 @@ def load_dataset(
     if name == "cifar10":
         return load_cifar10(Path(data_dir), download=download)
     if name == "digits":
-        from econas_hpc.data.digits import load_digits_split  # deferred: digits imports us
-
         return load_digits_split()
     if name == "synthetic":
         root = synthetic_dir(Path(data_dir), n_train, n_test, seed)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from econas_hpc.data.cifar import ArrayDataset
+from econas_hpc.data.arrays import ArrayDataset
 from econas_hpc.errors import DataError
 
 SIDE = 32  # the unreduced side of the CIFAR-10 base network

@@ -18,7 +18,9 @@ from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.errors import StateError
 from econas_hpc.search.driver import check_data
 from econas_hpc.search.launchfile import LaunchSpec
-from econas_hpc.search.workitems import ExecOptions, RunPaths, read_run_file
+from econas_hpc.search.runfile import ExecOptions, read_run_file
+from econas_hpc.search.runpaths import RunPaths
+from econas_hpc.store.binding import check_folder_free
 from econas_hpc.store.lock import acquire_lock
 from econas_hpc.store.state import StateStore
 
@@ -49,6 +51,7 @@ def detach_launch(state_path: str | Path, spec: LaunchSpec, argv: Sequence[str])
             f"state file {paths.state} already exists; continue that run with "
             f"`econas-hpc resume {paths.state} --detach`"
         )
+    check_folder_free(paths.root, paths.state)
     check_data(spec.cfg)
     _check_cluster(spec.execution)
     return submit_driver(paths.state, spec.execution.cluster, strip_detach(argv))

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,19 @@ from econas_hpc.search.workitems import (
     read_run_file,
     write_run_file,
 )
+from econas_hpc.store.binding import (
+    check_folder_free,
+    check_run_folder,
+    claim_run_folder,
+    new_run_id,
+    release_run_folder,
+)
 from econas_hpc.store.lock import DriverLock, acquire_lock
 from econas_hpc.store.state import StateStore
 from econas_hpc.supervise import Supervisor
+from econas_hpc.supervise.loop import drive
 
 log = logging.getLogger(__name__)
-
-HEARTBEAT_S = 60.0  # how often the driver lock's heartbeat is refreshed
 
 
 # --- launch and resume ------------------------------------------------------------------------
@@ -114,6 +121,7 @@ def _prelaunch(
     )
     _check_submitter(options)
     _refuse_existing(paths)
+    check_folder_free(paths.root, paths.state)
     return cfg, options
 
 
@@ -122,8 +130,14 @@ def _create(
 ) -> tuple[RunState, TrainOptions]:
     _refuse_existing(paths)  # again, under the lock: another launch may have won the race
     state, train = new_state(cfg), train or TrainOptions()
-    write_run_file(paths, train, options)
-    StateStore(paths.state, pools=evo.current_pools).save(state)
+    state.run_id = new_run_id()
+    claim_run_folder(paths.root, state.run_id, paths.state)  # atomic against r.h5 vs r.hdf5
+    try:
+        write_run_file(paths, train, options)
+        StateStore(paths.state, pools=evo.current_pools).save(state)
+    except BaseException:  # nothing saved: the folder is free again for the retry
+        release_run_folder(paths.root, state.run_id, (paths.run_file,))
+        raise
     return state, train
 
 
@@ -132,6 +146,7 @@ def _load(
 ) -> tuple[RunState, TrainOptions, ExecOptions, str]:
     """Load state and run file, check them, then store the execution overrides."""
     state, source = StateStore(paths.state).load_with_source()
+    check_run_folder(paths.root, state.run_id, paths.state)
     note = ""
     if source != paths.state:
         note = (
@@ -319,31 +334,41 @@ def _cycle_started_at(state: RunState) -> float:
     return min(times, default=time.time())
 
 
+@dataclass(slots=True)
+class _CycleLoop:
+    """One cycle's segments as a `supervise.loop.JobLoop`."""
+
+    ctx: RunContext
+
+    def submit(self) -> None:
+        submit_planned(self.ctx)
+
+    def ingest(self) -> int:
+        count = ingest_ready(self.ctx)
+        if count:
+            self.ctx.crash_point("after_ingest")
+        return count
+
+    def finished(self) -> bool:
+        return not evo.open_jobs(self.ctx.state)
+
+    def poll(self) -> int:
+        dead = poll_jobs(self.ctx)  # one batched scheduler query per poll interval
+        waiting = handle_dead(self.ctx, dead)
+        if waiting:
+            stop_for_environment(self.ctx, waiting)  # raises: a person must fix the cause
+        return len(dead)
+
+    def save(self, changed: int) -> None:
+        if changed or self.ctx.dirty:
+            save(self.ctx)
+
+
 def _run_cycle(ctx: RunContext, lock: DriverLock, poll_s: float) -> None:
-    """Submit the cycle's segments, poll and ingest until all concluded, then close the cycle."""
+    """Submit the cycle's segments, poll and ingest until all concluded (`supervise.loop`),
+    then close the cycle."""
     started = _cycle_started_at(ctx.state)
-    last_poll, last_beat = float("-inf"), time.monotonic()
-    tick = min(poll_s, 1.0)
-    while True:
-        submit_planned(ctx)
-        changed = ingest_ready(ctx)
-        if changed:
-            ctx.crash_point("after_ingest")
-        if not evo.open_jobs(ctx.state):
-            break
-        if time.monotonic() - last_poll >= poll_s:
-            last_poll = time.monotonic()
-            dead = poll_jobs(ctx)  # one batched scheduler query per poll interval
-            waiting = handle_dead(ctx, dead)
-            if waiting:
-                stop_for_environment(ctx, waiting)  # raises: a person must fix the cause
-            changed += len(dead)
-        if changed or ctx.dirty:
-            save(ctx)
-        if time.monotonic() - last_beat >= HEARTBEAT_S:
-            lock.refresh()
-            last_beat = time.monotonic()
-        time.sleep(tick)
+    drive(_CycleLoop(ctx), lock, poll_s)
     _close_cycle(ctx, time.time() - started)
 
 

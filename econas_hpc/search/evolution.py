@@ -21,8 +21,6 @@ Choices the official code leaves open (documented here, tested in tests/test_evo
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -47,14 +45,46 @@ from econas_hpc.records import (
     utc_now,
 )
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.space.genotype import Genotype
+from econas_hpc.search.rankstats import (
+    MIN_RANK_NETWORKS,
+    average_ranks,
+    proxy_rank_spearman,
+    spearman,
+)
+from econas_hpc.search.rngstate import rng_from_json, rng_to_json
+from econas_hpc.space.genotype import Genotype, genotype_from_json
 from econas_hpc.space.sampling import mutate, sample_genotype
 
 log = logging.getLogger(__name__)
 
+# The Generator's text form and the proxy-rank statistics live in their own modules; the policy
+# is read as one namespace (`evo.rng_from_json`, `evo.spearman`), so they are re-exported.
+__all__ = [
+    "MIN_RANK_NETWORKS",
+    "RESULT_STATUSES",
+    "CyclePlan",
+    "apply_plan",
+    "apply_result",
+    "average_ranks",
+    "final_ranking",
+    "finish_cycle",
+    "is_planned",
+    "open_jobs",
+    "plan_cycle",
+    "plan_initial",
+    "plan_next",
+    "pools",
+    "proxy_rank_spearman",
+    "record_submission",
+    "rng_from_json",
+    "rng_to_json",
+    "search_done",
+    "spearman",
+    "summary_counts",
+    "tournament",
+]
+
 RESULT_STATUSES: tuple[str, ...] = ("ok", *FAILED_STATUSES)
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "SFC64")  # states made of plain ints only
-MIN_RANK_NETWORKS = 3  # networks with both scores needed for a proxy-rank Spearman
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,32 +104,6 @@ class CyclePlan:
     pool_sizes: tuple[int, ...]
     pool_best: tuple[float, ...]
     rng_state: str
-
-
-# --- the generator ----------------------------------------------------------------------------
-
-
-def rng_to_json(rng: np.random.Generator) -> str:
-    """The Generator's bit-generator state as canonical JSON."""
-    return json.dumps(rng.bit_generator.state, sort_keys=True)
-
-
-def rng_from_json(text: str) -> np.random.Generator:
-    """A Generator restored from `rng_to_json` output.
-
-    Raises:
-        StateError: malformed JSON or a bit generator other than PCG64/PCG64DXSM/SFC64.
-    """
-    try:
-        state = json.loads(text)
-        name = state["bit_generator"]
-    except (json.JSONDecodeError, TypeError, KeyError):
-        raise StateError(f"RNG state {text[:60]!r} is not a numpy bit-generator state") from None
-    if name not in _BIT_GENERATORS:
-        raise StateError(f"RNG bit generator {name!r} unsupported; allowed: {_BIT_GENERATORS}")
-    bit_generator = getattr(np.random, name)()
-    bit_generator.state = state
-    return np.random.Generator(bit_generator)
 
 
 # --- pools and tournament ---------------------------------------------------------------------
@@ -222,16 +226,10 @@ def plan_cycle(state: RunState, cfg: SearchConfig, rng: np.random.Generator) -> 
     )
 
 
-@functools.lru_cache(maxsize=4096)
-def parse_genotype_json(genotype_json: str) -> Genotype:
-    """`Genotype.from_json`, memoised: genotypes are immutable and parsing dominates a dry run."""
-    return Genotype.from_json(genotype_json)
-
-
 def _fresh_child(
     mother: NetworkRecord, cfg: SearchConfig, rng: np.random.Generator, taken: set[str]
 ) -> Genotype | None:
-    parent = parse_genotype_json(mother.genotype_json)
+    parent = genotype_from_json(mother.genotype_json)
     for _ in range(cfg.max_redraws):
         child = mutate(parent, rng, cfg.ops, cfg.concat_mode)  # type: ignore[arg-type]
         if child.arch_id not in taken:
@@ -380,57 +378,6 @@ def finish_cycle(state: RunState, wall_s: float = 0.0, gpu_s: float = 0.0) -> No
         proxy_rank_spearman=proxy_rank_spearman(state),
     )
     state.cycle += 1
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks of a 1-D array, ties sharing their average rank (scipy's `rankdata`)."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.concatenate(([True], ordered[1:] != ordered[:-1]))
-    group = np.cumsum(starts)  # 1-based tie group of each sorted position
-    bounds = np.concatenate((np.flatnonzero(starts), [values.size]))
-    ranks = np.empty(values.size, dtype=float)
-    ranks[order] = 0.5 * (bounds[group - 1] + bounds[group] + 1)
-    return ranks
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman rank correlation of two paired 1-D samples (average ranks for ties, then the
-    Pearson correlation of the ranks, as scipy does); NaN when either side is constant.
-
-    The pure-numpy twin of `study.metrics.spearman` (which needs scipy, barred here).
-    """
-    rx = average_ranks(np.asarray(x, dtype=float))
-    ry = average_ranks(np.asarray(y, dtype=float))
-    dx, dy = rx - rx.mean(), ry - ry.mean()
-    denom = math.sqrt(float(np.dot(dx, dx)) * float(np.dot(dy, dy)))
-    if denom == 0.0:
-        return NAN
-    return float(np.clip(np.dot(dx, dy) / denom, -1.0, 1.0))
-
-
-def proxy_rank_spearman(state: RunState) -> tuple[float, float]:
-    """How consistently the cheap proxy ranks networks: (segment 1 vs 2, segment 2 vs 3).
-
-    Each value is the Spearman correlation between the scores after segment k and k + 1 (P20
-    vs P40 and P40 vs P60 with 3 segments) over every network of the run, all cycles so far,
-    with status "ok" and both scores; NaN when fewer than `MIN_RANK_NETWORKS` networks have
-    both (or the run has fewer segments). Networks continued from a pool are its best, so the
-    sample is range-restricted and the value reads low next to a full zoo's.
-    """
-    values: list[float] = []
-    for first in (0, 1):
-        pairs = [
-            (n.scores[first], n.scores[first + 1])
-            for n in state.networks.values()
-            if n.status == "ok" and n.segments_done >= first + 2
-        ]
-        if len(pairs) < MIN_RANK_NETWORKS:
-            values.append(NAN)
-            continue
-        data = np.asarray(pairs, dtype=float)
-        values.append(spearman(data[:, 0], data[:, 1]))
-    return values[0], values[1]
 
 
 def search_done(state: RunState, cfg: SearchConfig) -> bool:

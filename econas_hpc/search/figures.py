@@ -22,6 +22,7 @@ from econas_hpc.search.history import RunHistory
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "FIGURE_STEMS",
@@ -56,9 +57,16 @@ def _title(ax: Axes, history: RunHistory, what: str) -> None:
     ax.set_title(f"{what} ({of})", fontsize=10)
 
 
-def plot_pool_best(history: RunHistory, out_dir: Path) -> list[Path]:
-    """The best score in P20, P40 and P60 at the start of each cycle; pool_best.png/.svg."""
+def _footnote(fig: Figure, score_kind: str) -> None:
+    if score_kind:
+        fig.supxlabel(score_kind, fontsize=7, color="gray")
+
+
+def plot_pool_best(history: RunHistory, out_dir: Path, score_kind: str = "") -> list[Path]:
+    """The best score in P20, P40 and P60 at the start of each cycle; pool_best.png/.svg.
+    `score_kind` (what a score is) goes under the plot."""
     fig = new_figure(SIZE_IN)
+    _footnote(fig, score_kind)
     ax = fig.add_subplot()
     points = history.pools
     drawn = False
@@ -112,10 +120,11 @@ def plot_proxy_rank(history: RunHistory, out_dir: Path) -> list[Path]:
     return save_figure(fig, Path(out_dir), "proxy_rank")
 
 
-def plot_score_params(history: RunHistory, out_dir: Path) -> list[Path]:
+def plot_score_params(history: RunHistory, out_dir: Path, score_kind: str = "") -> list[Path]:
     """Each network's latest score against its parameters, by pool, with the Pareto front of
     the fully trained ones (higher score, fewer parameters); score_vs_params.png/.svg."""
     fig = new_figure(SIZE_IN)
+    _footnote(fig, score_kind)
     ax = fig.add_subplot()
     nets = [n for n in history.networks if n.params is not None]
     if not nets:
@@ -180,9 +189,10 @@ def plot_cost(history: RunHistory, out_dir: Path) -> list[Path]:
     return save_figure(fig, Path(out_dir), "cost")
 
 
-def plot_run(history: RunHistory, out_dir: Path) -> list[Path]:
-    """All four run figures (`FIGURE_STEMS` order), PNG then SVG each; returns the paths."""
-    paths: list[Path] = []
-    for plot in (plot_pool_best, plot_proxy_rank, plot_score_params, plot_cost):
-        paths += plot(history, out_dir)
-    return paths
+def plot_run(history: RunHistory, out_dir: Path, score_kind: str = "") -> list[Path]:
+    """All four run figures (`FIGURE_STEMS` order), PNG then SVG each; returns the paths.
+    `score_kind` (what a score is, `scores.score_meaning`) goes under the score plots."""
+    paths = plot_pool_best(history, out_dir, score_kind)
+    paths += plot_proxy_rank(history, out_dir)
+    paths += plot_score_params(history, out_dir, score_kind)
+    return paths + plot_cost(history, out_dir)

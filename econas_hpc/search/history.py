@@ -3,9 +3,10 @@
 This module owns what the run's figures show, as plain numbers taken from one `RunState` (plus
 what the caller read from the run's result and event files):
 
-- pools: the size and best score of P20/P40/P60 at the start of each cycle, as the cycle's
-  record kept them when it was planned (after the aging filter), and for the cycle not yet
-  planned (a finished run's end) as `evolution.pools` gives them now: what `status` shows;
+- pools: the size and best score (the score the pool ranks by, `evolution.pool_score`) of
+  P20/P40/P60 at the start of each cycle, as the cycle's record kept them when it was planned
+  (after the aging filter), and for the cycle not yet planned (a finished run's end) as
+  `evolution.pools` gives them now: what `status` shows;
 - proxy_rank: the Spearman P20~P40 and P40~P60 that `evolution.finish_cycle` stored for each
   finished cycle (over every network so far, see `evolution.proxy_rank_spearman`);
 - cost: per cycle (-1 = the initial population) the segments planned, concluded, failed and
@@ -29,7 +30,7 @@ from econas_hpc.cluster.accounting import Counters
 from econas_hpc.records import OPEN_JOB_STATES, CycleRecord, RunState, pool_name
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.study.metrics import pareto_front
+from econas_hpc.search.pareto import pareto_front
 
 __all__ = [
     "CostPoint",
@@ -139,7 +140,7 @@ def _pool_points(state: RunState, cfg: SearchConfig) -> list[PoolPoint]:
         current = evo.pools(state, cfg, state.cycle)
         sizes = tuple(len(members) for members in current.values())
         best = tuple(
-            state.networks[members[0]].latest_score if members else math.nan
+            evo.pool_score(state.networks[members[0]], cfg) if members else math.nan
             for members in current.values()
         )
         points.append(PoolPoint(state.cycle, sizes, best, False))

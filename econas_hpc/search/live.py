@@ -17,7 +17,9 @@ from econas_hpc.cluster import slurm_query
 from econas_hpc.cluster.accounting import Counters, JobLimits, counters_by_item, run_totals
 from econas_hpc.errors import EconasError
 from econas_hpc.records import OPEN_JOB_STATES
-from econas_hpc.search.workitems import RunPaths, read_run_file
+from econas_hpc.search.runfile import read_run_file
+from econas_hpc.search.runpaths import RunPaths
+from econas_hpc.search.runsummary import RunSummary, UnreadableRun
 from econas_hpc.store.state import StateStore
 
 __all__ = ["cluster_status", "fault_totals", "live_jobs", "segment_faults"]
@@ -68,14 +70,15 @@ def live_jobs(state_path: str | Path) -> dict[str, Any]:
     }
 
 
-def cluster_status(run: dict[str, Any], live: bool = False) -> dict[str, Any]:
-    """`run` (a `summary.summarize` dict) with "faults" and, when `live`, "live" added."""
-    if "error" in run:
-        return run
-    out = {**run, "faults": fault_totals(run["state"])}
+def cluster_status(run: RunSummary | UnreadableRun, live: bool = False) -> dict[str, Any]:
+    """`run`'s JSON form (`to_dict`) with "faults" and, when `live`, "live" added (an
+    unreadable run: its JSON form alone)."""
+    if isinstance(run, UnreadableRun):
+        return run.to_dict()
+    out = {**run.to_dict(), "faults": fault_totals(run.state)}
     if live:
         try:
-            out["live"] = live_jobs(run["state"])
+            out["live"] = live_jobs(run.state)
         except EconasError as exc:  # no scheduler reachable: say so, keep the rest
             out["live"] = {"error": " ".join(str(exc).split())}
     return out

@@ -17,15 +17,19 @@ import math
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.errors import ConfigError
+from econas_hpc.errors import ConfigError, EconasError
 from econas_hpc.records import RunState
 from econas_hpc.search import figures
+from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.history import RunHistory, SegmentFacts, SegmentKey, run_history
 from econas_hpc.search.live import segment_faults
-from econas_hpc.search.workitems import RunPaths, result_file
+from econas_hpc.search.runfile import TrainOptions, read_run_file
+from econas_hpc.search.runpaths import RunPaths
+from econas_hpc.search.scores import score_meaning
+from econas_hpc.search.workitems import result_file
 from econas_hpc.store.state import StateStore
 
-__all__ = ["default_out_dir", "read_history", "run_report", "segment_facts"]
+__all__ = ["default_out_dir", "read_history", "run_report", "score_kind", "segment_facts"]
 
 
 def default_out_dir(state_path: str | Path) -> Path:
@@ -67,19 +71,35 @@ def segment_facts(state: RunState, paths: RunPaths) -> dict[SegmentKey, SegmentF
     return facts
 
 
-def read_history(state_path: str | Path) -> RunHistory:
-    """The `RunHistory` of the run at `state_path`, from one snapshot of its state file.
-
-    Raises:
-        StateError: the state file is missing, unreadable or of a newer schema.
-    """
+def _snapshot(state_path: str | Path) -> tuple[RunState, RunHistory]:
     paths = RunPaths.of(state_path)
     state = StateStore(paths.state).load()
     by_name = {paths.job_name(a, s): (a, s) for a, s in state.jobs}
     faults = {
         by_name[name]: c for name, c in segment_faults(paths.state).items() if name in by_name
     }
-    return run_history(state, segment_facts(state, paths), faults)
+    return state, run_history(state, segment_facts(state, paths), faults)
+
+
+def read_history(state_path: str | Path) -> RunHistory:
+    """The `RunHistory` of the run at `state_path`, from one snapshot of its state file.
+
+    Raises:
+        StateError: the state file is missing, unreadable or of a newer schema.
+    """
+    return _snapshot(state_path)[1]
+
+
+def score_kind(state_path: str | Path, cfg: SearchConfig) -> str:
+    """What the run's scores are (`scores.score_meaning`, as `status` says it)."""
+    if cfg.dry_run:
+        return "score: the dry run's pseudo-accuracy (%); nothing was trained"
+    train: TrainOptions | None
+    try:
+        train = read_run_file(RunPaths.of(state_path))[0]
+    except EconasError:
+        train = None  # a state file copied without its run file: the recipe defaults
+    return score_meaning(cfg, train)
 
 
 def run_report(
@@ -88,7 +108,8 @@ def run_report(
     """The run's series as a JSON-ready dict, its figures written (PNG + SVG) unless not `draw`.
 
     Returns:
-        `RunHistory.to_dict()` plus state, run, out_dir and figures (the written paths).
+        `RunHistory.to_dict()` plus score_kind (what the scores are), state, run, out_dir
+        and figures (the written paths).
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
@@ -98,10 +119,12 @@ def run_report(
     out = Path(out_dir) if out_dir is not None else default_out_dir(state_path)
     if draw and out.exists() and not out.is_dir():
         raise ConfigError(f"figure folder {out} is a file; give a folder (--out DIR)")
-    history = read_history(state_path)
-    written = figures.plot_run(history, out) if draw else []
+    state, history = _snapshot(state_path)
+    kind = score_kind(state_path, state.config)
+    written = figures.plot_run(history, out, kind) if draw else []
     return {
         **history.to_dict(),
+        "score_kind": kind,
         "state": str(state_path),
         "run": RunPaths.of(state_path).run,
         "out_dir": str(out),

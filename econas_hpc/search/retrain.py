@@ -2,7 +2,8 @@
 
 This module owns the retraining phase of a run: which networks (the search's `final_ranking`,
 top 5 by default), how (the `original` recipe at c0r0s0e600: 600 epochs, cutout 16, path dropout
-0.2, auxiliary weight 0.4, cosine 0.025 -> 0.001 in the supplement profile), as what (one long
+0.2, auxiliary weight 0.4, cosine 0.025 -> 0.001 in the supplement profile; no auxiliary head
+and cosine to 0 in the official one, as the released retrain code), as what (one long
 preemptible job per (network, seed) through the cluster executors; the job runs `run_segment`
 over epochs [0, e), which checkpoints every epoch and at the requeue signal and resumes exactly),
 and where the outcome goes (`/retrain` of the run's HDF5 file, store/retrain_table.py).
@@ -41,6 +42,7 @@ from econas_hpc.store.lock import acquire_lock
 from econas_hpc.store.retrain_table import RetrainRecord, write_retrain_table
 from econas_hpc.store.state import StateStore
 from econas_hpc.supervise import Supervisor, Tracked
+from econas_hpc.supervise.loop import drive
 from econas_hpc.train import SegmentSpec, read_result, result_path
 
 __all__ = [
@@ -281,6 +283,40 @@ def _record(job: RetrainJob, tracker: _Tracker, gpus: int) -> RetrainRecord:
     )
 
 
+@dataclass(slots=True)
+class _RetrainLoop:
+    """One `retrain` invocation as a `supervise.loop.JobLoop`; its records are the table."""
+
+    tracker: _Tracker
+    jobs: Sequence[RetrainJob]
+    state_path: Path
+    gpus: int
+    wait: bool
+    written: list[RetrainRecord] | None = None
+
+    def submit(self) -> None:
+        self.tracker.submit_missing(self.jobs)
+
+    def ingest(self) -> int:
+        return 0  # the table is rebuilt from the result files at every save
+
+    def finished(self) -> bool:
+        if self.tracker.waiting:
+            self.save(1)
+            self.tracker.stop_if_waiting(self.state_path)  # raises
+        return not self.wait or self.tracker.finished(self.jobs)
+
+    def poll(self) -> int:
+        self.tracker.refresh(self.jobs)
+        return 0
+
+    def save(self, changed: int) -> None:
+        records = [_record(job, self.tracker, self.gpus) for job in self.jobs]
+        if records != self.written:  # NaN != NaN: a pending table is rewritten; it is small
+            write_retrain_table(self.state_path, records)
+            self.written = records
+
+
 def retrain(state_path: str | Path, options: RetrainOptions | None = None) -> list[RetrainRecord]:
     """Retrain the run's top networks; return (and store in `/retrain`) one row per training.
 
@@ -288,6 +324,7 @@ def retrain(state_path: str | Path, options: RetrainOptions | None = None) -> li
         StateError: unreadable state, nothing to retrain, or a live search driver holds the run.
         SubmissionError: the scheduler refused the jobs (e.g. more GPUs than the partition has).
         ConfigError / InvalidSettingError: bad options.
+        EnvironmentFault: a training waits for a fault outside the network to be fixed.
     """
     options = options or RetrainOptions()
     jobs = plan_retrain(state_path, options)
@@ -308,16 +345,6 @@ def retrain(state_path: str | Path, options: RetrainOptions | None = None) -> li
             )
         )
         tracker.adopt(jobs)
-        written: list[RetrainRecord] | None = None
-        while True:
-            tracker.submit_missing(jobs)
-            records = [_record(job, tracker, gpus) for job in jobs]
-            if records != written:  # NaN != NaN: a pending table is rewritten; it is small
-                write_retrain_table(paths.state, records)
-                written = records
-            tracker.stop_if_waiting(paths.state)
-            if not options.wait or tracker.finished(jobs):
-                return records
-            time.sleep(execution.poll_s)
-            lock.refresh()
-            tracker.refresh(jobs)
+        loop = _RetrainLoop(tracker, jobs, paths.state, gpus, options.wait)
+        drive(loop, lock, execution.poll_s, sleep=time.sleep)
+        return loop.written or []

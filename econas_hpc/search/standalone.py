@@ -29,17 +29,18 @@ from econas_hpc.cluster.executors import make_executor
 from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, DataError
-from econas_hpc.fsio import make_private_dir
+from econas_hpc.fsio import FileSystemFault, NoSpaceError, make_private_dir
 from econas_hpc.runconfig import SEED_MAX
-from econas_hpc.search.workitems import ExecOptions
-from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE, Setting, make_recipe
-from econas_hpc.space.genotype import Genotype, parse_genotype
+from econas_hpc.search.runfile import ExecOptions
+from econas_hpc.settings import CIFAR_BASE, DATASETS, IMAGENET_BASE, Setting, make_recipe
+from econas_hpc.space.genotype import Genotype
+from econas_hpc.space.parse import parse_genotype
 from econas_hpc.train import SegmentSpec, result_path
 from econas_hpc.train.imagenet_spec import ImageNetSpec, imagenet_result_path, resolve_batch
 
-__all__ = ["DATASETS", "TrainRequest", "imagenet_rank", "train_genotype"]
+__all__ = ["TRAIN_DATASETS", "TrainRequest", "imagenet_rank", "train_genotype"]
 
-DATASETS = ("cifar10", "digits", "synthetic", "imagenet")
+TRAIN_DATASETS = (*DATASETS, IMAGENET_BASE.name)  # `train` also trains the ImageNet base
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +67,8 @@ class TrainRequest:
     execution: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"dataset {self.dataset!r} is unknown; allowed: {DATASETS}")
+        if self.dataset not in TRAIN_DATASETS:
+            raise ConfigError(f"dataset {self.dataset!r} is unknown; allowed: {TRAIN_DATASETS}")
         if self.executor not in ("", "slurm", "local"):
             raise ConfigError(f"executor {self.executor!r}; allowed: slurm, local (or none)")
         if self.nodes < 1 or self.gpus_per_node < 1:
@@ -213,7 +214,12 @@ def _check_request_paths(request: TrainRequest) -> None:
     """Refuse a bad seed, an unusable run folder or an unreadable data folder before training."""
     if not 0 <= request.seed <= SEED_MAX:
         raise ConfigError(f"--seed {request.seed} must be 0..{SEED_MAX}")
-    make_private_dir(request.run_dir)  # one line for /proc/nope, a foreign or writable folder
+    try:  # the folder the user named: unusable is bad input (exit 2); a full disk is not
+        make_private_dir(request.run_dir)
+    except FileSystemFault as exc:
+        if isinstance(exc, NoSpaceError):
+            raise
+        raise ConfigError(f"--run-dir {request.run_dir}: {exc}") from None
     data = Path(request.data_dir)
     if request.dataset != "synthetic" and data.exists():
         if not data.is_dir():

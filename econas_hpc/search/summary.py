@@ -1,4 +1,4 @@
-"""Read-only summaries of runs for `status` and `best`: plain dicts from the state file alone.
+"""Read-only summaries of runs for `status` and `best`, from the state file alone.
 
 This module owns what `econas-hpc status` and `best` report: progress (cycle k of N), pools and
 their best scores, segment and job counts, retries, device hours, an estimate of the time left,
@@ -24,8 +24,10 @@ from econas_hpc.errors import CAUSES, EconasError
 from econas_hpc.records import FAILED_STATUSES, INITIAL_CYCLE, JOB_STATES, POOL_NAMES, RunState
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
+from econas_hpc.search.runfile import TrainOptions, read_run_file
+from econas_hpc.search.runpaths import RunPaths
+from econas_hpc.search.runsummary import RunSummary, UnreadableRun
 from econas_hpc.search.scores import final_test_accuracy, score_meaning
-from econas_hpc.search.workitems import RunPaths, TrainOptions, read_run_file
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.store.lock import lock_path_for
 from econas_hpc.store.retrain_table import RetrainRecord, read_retrain_table
@@ -190,22 +192,17 @@ def _recovery(store: StateStore) -> dict[str, Any]:
     return {"recovered_from_prev": bool(store.recovery), "recovery": store.recovery}
 
 
-def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
-    """The status of one run as a JSON-ready dict.
+def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> RunSummary:
+    """The status of one run (`runsummary.RunSummary`; `to_dict()` is its JSON form).
 
-    Keys: run, state, loaded_from, recovered_from_prev and recovery (`_recovery`), updated,
-    phase (initial | running | done), cycle (cycles finished), cycles_total, networks, statuses,
-    segments_done, segments_total_estimate, segments (done/running/pending/failed), jobs (count
-    per job state), retries, pools and pool_best (P20/P40/P60), gpu_hours, time_left_s,
-    proxy_rank ({"P20_P40", "P40_P60"}: the latest finished cycle's Spearman values, None when
-    not known) and proxy_rank_warn (the threshold below which they read as unreliable), best
-    (arch_id, score, segments, ...), retrain (`summarize_retrain` rows of the `/retrain` table,
-    NaN as None; [] when never retrained), score_kind (what the scores are:
-    `scores.score_meaning`; each best row also has test_acc, the test accuracy after its latest
-    segment, None if unknown), driver (lock holder or None), executor, dry_run, strategy,
-    waiting (`waiting`: segments held back by a fault outside the network, by cause) and
-    failures (networks failed by their own cause: diverged, unbuildable, failed = repeated
-    crashes).
+    `recovered_from_prev` and `recovery` say whether (and why) `.prev` was read instead of
+    the main file (`_recovery`).
+
+    `best` holds the `top` leaders, each with test_acc (the test accuracy after its latest
+    segment, None if unknown); `retrain` is [] when the run was never retrained; `waiting`
+    lists the segments held back by a fault outside the network, by cause (`waiting`);
+    `failures` counts the networks failed by their own cause (diverged, unbuildable, failed =
+    repeated crashes).
 
     Raises:
         StateError: the state file is missing, unreadable or of a newer schema.
@@ -220,52 +217,54 @@ def summarize(state_path: str | Path, top: int = TOP_DEFAULT) -> dict[str, Any]:
         jobs[job.state] += 1
     sizes, best = _pools(state, cfg)
     done = state.cycle >= cfg.cycles and not evo.is_planned(state)
-    return {
-        "run": RunPaths.of(path).run,
-        "state": str(path),
-        "loaded_from": str(source),
+    return RunSummary(
+        run=RunPaths.of(path).run,
+        state=str(path),
+        loaded_from=str(source),
         **_recovery(store),
-        "updated": state.updated,
-        "phase": "done" if done else ("initial" if state.cycle == INITIAL_CYCLE else "running"),
-        "cycle": max(state.cycle, 0),
-        "cycles_total": cfg.cycles,
-        "networks": counts["networks"],
-        "statuses": counts["statuses"],
-        "segments_done": counts["segments_done"],
-        "segments": {
+        updated=state.updated,
+        phase="done" if done else ("initial" if state.cycle == INITIAL_CYCLE else "running"),
+        cycle=max(state.cycle, 0),
+        cycles_total=cfg.cycles,
+        networks=counts["networks"],
+        statuses=counts["statuses"],
+        segments_done=counts["segments_done"],
+        segments={
             "done": jobs["done"],
             "running": jobs["running"],
             "pending": jobs["planned"] + jobs["submitted"],
             "failed": jobs["failed"],
         },
-        "jobs": jobs,
-        "retries": sum(max(0, j.attempt - 1) for j in state.jobs.values()),
-        "pools": sizes,
-        "pool_best": best,
-        "gpu_hours": sum(c.gpu_s for c in state.cycles) / 3600.0,
-        "time_left_s": _time_left_s(state, cfg),
-        "proxy_rank": _proxy_rank(state),
-        "proxy_rank_warn": cfg.proxy_rank_warn,
-        "best": _with_test_acc(path, state, cfg, leaders(state, top)),
-        "score_kind": score_meaning(cfg, _train_options(path)),
-        "retrain": _retrain_rows(path),
-        "driver": _driver(path),
-        "executor": _executor(path),
-        "dry_run": cfg.dry_run,
-        "strategy": cfg.strategy,
-        "waiting": waiting(state),
-        "failures": {k: v for k, v in counts["statuses"].items() if k in FAILED_STATUSES},
-    }
+        jobs=jobs,
+        retries=sum(max(0, j.attempt - 1) for j in state.jobs.values()),
+        pools=sizes,
+        pool_best=best,
+        gpu_hours=sum(c.gpu_s for c in state.cycles) / 3600.0,
+        time_left_s=_time_left_s(state, cfg),
+        proxy_rank=_proxy_rank(state),
+        proxy_rank_warn=cfg.proxy_rank_warn,
+        best=_with_test_acc(path, state, cfg, leaders(state, top)),
+        score_kind=score_meaning(cfg, _train_options(path)),
+        retrain=_retrain_rows(path),
+        driver=_driver(path),
+        executor=_executor(path),
+        dry_run=cfg.dry_run,
+        strategy=cfg.strategy,
+        waiting=waiting(state),
+        failures={k: v for k, v in counts["statuses"].items() if k in FAILED_STATUSES},
+    )
 
 
-def summarize_all(paths: Iterable[str | Path], top: int = TOP_DEFAULT) -> list[dict[str, Any]]:
-    """`summarize` for each path; an unreadable run gives {"state": path, "error": message}."""
-    out = []
+def summarize_all(
+    paths: Iterable[str | Path], top: int = TOP_DEFAULT
+) -> list[RunSummary | UnreadableRun]:
+    """`summarize` for each path; an unreadable run gives an `UnreadableRun` with the reason."""
+    out: list[RunSummary | UnreadableRun] = []
     for path in paths:
         try:
             out.append(summarize(path, top))
         except EconasError as exc:
-            out.append({"state": str(path), "error": " ".join(str(exc).split())})
+            out.append(UnreadableRun(str(path), " ".join(str(exc).split())))
     return out
 
 

@@ -14,7 +14,8 @@ from econas_hpc.space.catalog import (
     ZOO_OPS,
     get_builtin,
 )
-from econas_hpc.space.genotype import Edge, Genotype, parse_genotype
+from econas_hpc.space.genotype import Edge, Genotype
+from econas_hpc.space.parse import parse_genotype
 from econas_hpc.space.sampling import (
     CONCAT_MODES,
     ConcatMode,

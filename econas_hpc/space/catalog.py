@@ -1,51 +1,31 @@
-"""Operation names, the search and model-zoo op sets, and the published genotypes.
+"""The published genotypes users can ask for by name, and the op names re-exported.
 
-This module owns names only: which ops exist (the network builder in `econas_hpc.nn.ops` must
-provide a constructor for every name in `ALL_OPS`) and the built-in genotypes users can ask for
-by name. It must not import torch and holds no behaviour beyond lookup.
+This module owns the built-in genotypes (DARTS V1/V2, NASNet, AmoebaNet, EcoNAS) and their
+lookup. The op names and op sets live in `space.opnames` (below `genotype`, which checks edges
+against them) and are re-exported here for callers that read them as `catalog.SEARCH_OPS`. It
+must not import torch and holds no behaviour beyond lookup.
 """
 
 from __future__ import annotations
 
 from econas_hpc.errors import InvalidGenotypeError
 from econas_hpc.space.genotype import Genotype
+from econas_hpc.space.opnames import ALL_OPS, EXTRA_OPS, OP_SETS, SEARCH_OPS, ZOO_OPS
 
-# The 8 EcoNAS / DARTS search ops, in the PRIMITIVES order of the official code (spec 2.4).
-SEARCH_OPS: tuple[str, ...] = (
-    "none",
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
-
-# The 13 model-zoo ops (supplement C; NASNet's space, names as suggested in spec 2.4). Unverified
-# against the paper's figure, see spec 12 #3.
-ZOO_OPS: tuple[str, ...] = (
-    "skip_connect",
-    "conv_1x3_3x1",
-    "conv_7x1_1x7",
-    "dil_conv_3x3",
-    "avg_pool_3x3",
-    "max_pool_3x3",
-    "max_pool_5x5",
-    "max_pool_7x7",
-    "conv_1x1",
-    "conv_3x3",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "sep_conv_7x7",
-)
-
-# The two extra entries of the official OPS table, needed by the NASNet/AmoebaNet genotypes.
-EXTRA_OPS: tuple[str, ...] = ("sep_conv_7x7", "conv_7x1_1x7")
-
-ALL_OPS: frozenset[str] = frozenset(SEARCH_OPS + ZOO_OPS + EXTRA_OPS)
-
-OP_SETS: dict[str, tuple[str, ...]] = {"search8": SEARCH_OPS, "zoo13": ZOO_OPS}
+__all__ = [
+    "ALL_OPS",
+    "AMOEBANET",
+    "BUILTIN_GENOTYPES",
+    "DARTS_V1",
+    "DARTS_V2",
+    "ECONAS",
+    "EXTRA_OPS",
+    "NASNET",
+    "OP_SETS",
+    "SEARCH_OPS",
+    "ZOO_OPS",
+    "get_builtin",
+]
 
 
 def _g(

@@ -2,25 +2,25 @@
 
 This module owns the cell description (spec 2.1): a DARTS-style 4-field record whose `normal`
 and `reduce` lists hold `(op_name, input_index)` pairs, two per intermediate node. It checks op
-names against `catalog.ALL_OPS`, indices and concat lists, hashes genotypes into a stable
-`arch_id`, and parses user text. It never evaluates Python source (no eval/exec/importlib) and
-does not import torch.
+names against `opnames.ALL_OPS`, indices and concat lists, hashes genotypes into a stable
+`arch_id`, and parses JSON and DARTS literals (`space.parse` decides how to read what a user
+typed). It never evaluates Python source (no eval/exec/importlib) and does not import torch.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import operator
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from econas_hpc.errors import InvalidGenotypeError, UnsafeNameError
+from econas_hpc.space.opnames import ALL_OPS
 
 Edge = tuple[str, int]
 
@@ -32,15 +32,8 @@ _MAX_SHOWN = 60  # characters of user input quoted in an error message
 MAX_TEXT = 100_000
 
 
-def _all_ops() -> frozenset[str]:
-    # Imported late: catalog builds its built-in Genotypes at import time, so a top-level
-    # import here would be circular.
-    from econas_hpc.space.catalog import ALL_OPS
-
-    return ALL_OPS
-
-
-def _shorten(text: str) -> str:
+def quote_input(text: str) -> str:
+    """User text for an error message: whitespace flattened, cut to 60 characters, quoted."""
     flat = " ".join(text.split())
     return repr(flat if len(flat) <= _MAX_SHOWN else flat[: _MAX_SHOWN - 3] + "...")
 
@@ -93,7 +86,7 @@ def _check_cell(edges: tuple[Edge, ...], concat: tuple[int, ...], cell: str, fie
         raise InvalidGenotypeError(
             f"{cell} has {len(edges)} edges; need a non-zero even count (two per node)"
         )
-    ops = _all_ops()
+    ops = ALL_OPS
     nodes = len(edges) // 2
     for k, (op, index) in enumerate(edges):
         if op not in ops:
@@ -213,11 +206,11 @@ class Genotype:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise InvalidGenotypeError(
-                f"genotype JSON {_shorten(text)} is malformed: {err}"
+                f"genotype JSON {quote_input(text)} is malformed: {err}"
             ) from None
         except RecursionError:
             raise InvalidGenotypeError(
-                f"genotype JSON {_shorten(text)} is nested too deeply; a genotype is an object "
+                f"genotype JSON {quote_input(text)} is nested too deeply; a genotype is an object "
                 "of lists of [op, input] pairs"
             ) from None
         return cls.from_dict(data)
@@ -244,7 +237,7 @@ class Genotype:
         call = _literal_call(text)
         if call.keywords and call.args:
             raise InvalidGenotypeError(
-                f"genotype literal {_shorten(text)} mixes positional and keyword arguments"
+                f"genotype literal {quote_input(text)} mixes positional and keyword arguments"
             )
         if call.keywords:
             names = [kw.arg for kw in call.keywords]
@@ -256,7 +249,7 @@ class Genotype:
             return cls.from_dict(values)
         if len(call.args) != len(_FIELDS):
             raise InvalidGenotypeError(
-                f"genotype literal {_shorten(text)} has {len(call.args)} arguments; "
+                f"genotype literal {quote_input(text)} has {len(call.args)} arguments; "
                 f"expected 4 ({', '.join(_FIELDS)})"
             )
         return cls(*(_literal_value(node, text) for node in call.args))
@@ -277,7 +270,7 @@ def _literal_call(text: str) -> ast.Call:
         if name == "Genotype":
             return node
     raise InvalidGenotypeError(
-        f"not a DARTS genotype literal: {_shorten(text)}; expected Genotype(normal=[...], "
+        f"not a DARTS genotype literal: {quote_input(text)}; expected Genotype(normal=[...], "
         "normal_concat=[...], reduce=[...], reduce_concat=[...])"
     )
 
@@ -301,61 +294,13 @@ def _literal_value(node: ast.expr, text: str) -> Any:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         raise InvalidGenotypeError(
-            f"genotype literal {_shorten(text)} has a non-literal argument "
-            f"{_shorten(ast.unparse(node))}; only lists, tuples, numbers, strings and "
+            f"genotype literal {quote_input(text)} has a non-literal argument "
+            f"{quote_input(ast.unparse(node))}; only lists, tuples, numbers, strings and "
             "range(a, b) are accepted"
         ) from None
 
 
-def _parse_content(text: str) -> Genotype | None:
-    """JSON or literal content, or None when `text` looks like neither."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        return Genotype.from_json(stripped)
-    if "Genotype" in stripped and "(" in stripped:
-        return Genotype.from_literal(stripped)
-    return None
-
-
-def _read_genotype_file(path: Path) -> str:
-    """At most MAX_TEXT + 1 characters of a genotype file (more is refused by the parsers)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read(MAX_TEXT + 1)
-    except (OSError, UnicodeDecodeError) as err:
-        raise InvalidGenotypeError(f"cannot read genotype file {path}: {err}") from None
-
-
-def parse_genotype(text: str) -> Genotype:
-    """Read a genotype given as a built-in name, a file path, a JSON string, or a DARTS literal.
-
-    Tried in that order; a file may hold JSON or a literal.
-
-    Raises:
-        InvalidGenotypeError: nothing matched, or the matched form is invalid.
-    """
-    from econas_hpc.space.catalog import BUILTIN_GENOTYPES  # late: see _all_ops
-
-    stripped = text.strip()
-    if stripped in BUILTIN_GENOTYPES:
-        return BUILTIN_GENOTYPES[stripped]
-    # os.path.isfile swallows OSError (e.g. a JSON string too long to be a file name).
-    if stripped and "\n" not in stripped and os.path.isfile(stripped):
-        content = _read_genotype_file(Path(stripped))
-        try:
-            parsed = _parse_content(content)
-        except InvalidGenotypeError as err:
-            raise InvalidGenotypeError(f"{stripped}: {err}") from None
-        if parsed is None:
-            raise InvalidGenotypeError(
-                f"{stripped}: file holds neither genotype JSON nor a Genotype(...) literal"
-            )
-        return parsed
-    parsed = _parse_content(stripped)
-    if parsed is not None:
-        return parsed
-    known = ", ".join(sorted(BUILTIN_GENOTYPES))
-    raise InvalidGenotypeError(
-        f"cannot read a genotype from {_shorten(text)}: expected a built-in name ({known}), "
-        "a path to a JSON or literal file, a JSON object, or a Genotype(...) literal"
-    )
+@functools.lru_cache(maxsize=4096)
+def genotype_from_json(genotype_json: str) -> Genotype:
+    """`Genotype.from_json`, memoised: genotypes are immutable and parsing dominates a dry run."""
+    return Genotype.from_json(genotype_json)

@@ -25,8 +25,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from econas_hpc.errors import StateError
-from econas_hpc.fsio import FILE_MODE, check_private, describe_os_error, write_json_atomic
+from econas_hpc.errors import EconasError, StateError
+from econas_hpc.fsio import (
+    FILE_MODE,
+    PermissionFault,
+    check_private,
+    describe_os_error,
+    write_json_atomic,
+)
 from econas_hpc.records import utc_now
 
 log = logging.getLogger(__name__)
@@ -124,13 +130,22 @@ class DriverLock:
         self.release()
 
 
+def _lock_fault(exc: OSError, path: Path, action: str) -> EconasError:
+    """A state folder the user named that this user may not write is bad input (StateError,
+    exit 2); a full disk or an I/O error stays an environment fault (exit 3)."""
+    fault = describe_os_error(exc, path, action)
+    if isinstance(fault, PermissionFault):
+        return StateError(f"{fault}; the state folder must be writable by this user")
+    return fault
+
+
 def _try_create(path: Path, info: dict[str, Any]) -> bool:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, FILE_MODE)
     except FileExistsError:
         return False
     except OSError as exc:  # a read-only or foreign state folder: one line, nothing left
-        raise describe_os_error(exc, path, "create the lock file") from None
+        raise _lock_fault(exc, path, "create the lock file") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(info))
@@ -169,13 +184,15 @@ def acquire_lock(
 
     Raises:
         StateError: a live driver holds the lock; the message names it and how to remove it.
-        NoSpaceError, PermissionFault, FileSystemFault: the lock file cannot be written.
+        StateError: the state folder the user named is read-only or not theirs (bad input,
+            exit code 2).
+        NoSpaceError, FileSystemFault: the lock file cannot be written (disk full, I/O).
     """
     path = lock_path_for(state_path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise describe_os_error(exc, path.parent, "create the state folder") from None
+        raise _lock_fault(exc, path.parent, "create the state folder") from None
     token = uuid.uuid4().hex
     info = {
         "host": socket.gethostname(),

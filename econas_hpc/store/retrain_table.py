@@ -20,8 +20,7 @@ import h5py
 
 from econas_hpc.errors import StateError
 from econas_hpc.store.snapshot import (
-    READ_ERRORS,
-    CorruptFileError,
+    UNUSABLE,
     SnapshotFiles,
     build_image,
     open_snapshot,
@@ -113,7 +112,7 @@ def write_retrain_table(state_path: str | Path, records: Sequence[RetrainRecord]
 
     try:
         image = build_image(fill)
-    except (CorruptFileError, *READ_ERRORS) as exc:
+    except UNUSABLE as exc:
         raise StateError(f"cannot rewrite state file {files.path}: {exc}") from None
     files.write(image, keep_previous=True)
 
@@ -134,7 +133,7 @@ def read_retrain_table(state_path: str | Path) -> list[RetrainRecord]:
                 if RETRAIN_GROUP not in handle:
                     return []
                 return _records(handle[RETRAIN_GROUP])
-        except (CorruptFileError, *READ_ERRORS) as exc:
+        except UNUSABLE as exc:
             problems.append(f"{path}: {exc}")
     raise StateError(f"cannot read /retrain of {files.path}: {'; '.join(problems) or 'missing'}")
 

@@ -56,6 +56,10 @@ class CorruptFileError(Exception):
     """A file that cannot be opened, fails its checksum, or lacks what its schema requires."""
 
 
+# Everything that means "this snapshot cannot be used" to a reader.
+UNUSABLE: tuple[type[Exception], ...] = (CorruptFileError, *READ_ERRORS)
+
+
 def put(group: h5py.Group, name: str, kind: str, values: Sequence[Any], doc: str) -> None:
     """A 1-D (or, for "f64" values already shaped, N-D) column `name` with its description."""
     if kind == "str":
@@ -196,7 +200,7 @@ class SnapshotFiles:
         try:
             with open_snapshot(self.path) as (handle, _):
                 return "schema_version" in handle.attrs
-        except (CorruptFileError, *READ_ERRORS):
+        except UNUSABLE:
             return False
 
     def write(self, image: bytes, keep_previous: bool) -> None:

@@ -101,6 +101,7 @@ _CYCLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 _ATTRS_DOC = (
     "root attributes: schema_version (int), schema_doc (this text), econas_hpc_version, "
+    "run_id (made at launch; <run>.d/run_id holds it too), "
     "config_json (the resolved SearchConfig), seed, rng_state_json (numpy bit-generator state "
     "after the latest plan), cycle (cycle in progress or next; -1 = initial population), "
     "created / updated / saved_at (ISO 8601 UTC), checksum_sha256 (sha256 of every group, "
@@ -162,6 +163,7 @@ def _write(
     attrs["schema_version"] = STATE_SCHEMA_VERSION
     attrs["schema_doc"] = SCHEMA_DOC
     attrs["econas_hpc_version"] = __version__
+    attrs["run_id"] = state.run_id
     attrs["config_json"] = json.dumps(state.config.to_dict())
     attrs["seed"] = state.seed
     attrs["rng_state_json"] = state.rng_state
@@ -247,7 +249,7 @@ def _config(text: str, path: Path) -> SearchConfig:
     """
     try:
         config = json.loads(text)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:  # nested too deep: not a config either
         raise CorruptFileError(f"attribute config_json is not JSON ({err})") from None
     if not isinstance(config, dict):
         raise CorruptFileError("attribute config_json is not a JSON object")
@@ -276,6 +278,7 @@ def _decode(handle: h5py.File, path: Path) -> RunState:
         cycles=cycles,
         created=str(attrs["created"]),
         updated=str(attrs["updated"]),
+        run_id=str(attrs["run_id"]) if "run_id" in attrs else "",
     )
 
 

@@ -21,11 +21,11 @@ import numpy as np
 
 from econas_hpc.plotting import DPI as DPI  # the figure tests size PNGs with it
 from econas_hpc.plotting import new_figure, note, save_figure
+from econas_hpc.search.pareto import pareto_front
 from econas_hpc.study.metrics import (
     Values,
     entropy,
     factor_level,
-    pareto_front,
     spearman,
     tolerant_spearman,
 )
@@ -125,7 +125,7 @@ def _draw_factor(
         xs = [where[factor_level(s, factor)] for s, _ in line]
         ax.plot(xs, [rho for _, rho in line], marker="o", label=_line_label(line, factor))
     ax.set_xticks(range(len(levels)), [f"{factor}{v}" for v in levels])
-    ax.set_xlabel(f"{factor} (increasing subscript; rho_e against 1..n in this order)")
+    ax.set_xlabel(f"{factor}: increasing subscript, the order rho_e ranks against 1..n")
     ax.set_ylabel(r"$\rho_{sp}$")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")

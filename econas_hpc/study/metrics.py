@@ -256,25 +256,6 @@ def order_flips(
     return flips
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point dominates, maximising both coordinates.
-
-    Points are (rho_sp, acceleration). j dominates i when j is >= i in both and > in one;
-    equal points do not dominate each other, so both stay. Points with a NaN are never on the
-    front (and dominate nothing). Returns indices in ascending order.
-    """
-    arr = np.asarray(points, dtype=float).reshape(-1, 2)
-    valid = np.all(np.isfinite(arr), axis=1)
-    front: list[int] = []
-    for i in np.flatnonzero(valid):
-        others = arr[valid]
-        ge = np.all(others >= arr[i], axis=1)
-        gt = np.any(others > arr[i], axis=1)
-        if not np.any(ge & gt):
-            front.append(int(i))
-    return front
-
-
 def factor_level(setting: str, factor: str) -> int:
     """The value of one factor ("c", "r", "s" or "e") in a setting string such as "c4r4s0e60".
 

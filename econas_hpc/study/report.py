@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from econas_hpc.search.pareto import pareto_front
 from econas_hpc.store.zoo_state import ZooSetting, ZooState, ZooStore
 from econas_hpc.study import figures
 from econas_hpc.study.metrics import (
@@ -35,7 +36,6 @@ from econas_hpc.study.metrics import (
     line_values,
     measured_acceleration,
     order_flips,
-    pareto_front,
     spearman,
     tolerant_spearman,
 )

@@ -26,8 +26,10 @@ import numpy as np
 
 from econas_hpc.errors import ConfigError, StateError, UnsafeNameError
 from econas_hpc.records import utc_now
-from econas_hpc.search.workitems import RunPaths, TrainOptions, network_seed
-from econas_hpc.settings import PROFILES, Base, Setting, check_notation, make_recipe
+from econas_hpc.search.runfile import TrainOptions
+from econas_hpc.search.runpaths import RunPaths
+from econas_hpc.search.workitems import network_seed
+from econas_hpc.settings import DATASETS, PROFILES, Base, Setting, check_notation, make_recipe
 from econas_hpc.space.catalog import OP_SETS
 from econas_hpc.space.genotype import Genotype, check_arch_id
 from econas_hpc.space.sampling import sample_genotype
@@ -42,7 +44,7 @@ from econas_hpc.store.zoo_state import (
     ZooStore,
 )
 from econas_hpc.study.grid import parse_grid, parse_settings_list
-from econas_hpc.train import DATASETS, SegmentResult, SegmentSpec
+from econas_hpc.train import SegmentResult, SegmentSpec
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from econas_hpc.cluster.executors import Executor, make_executor
 from econas_hpc.cluster.options import ALIVE_STATES, load_cluster_options
 from econas_hpc.cluster.tasks import WorkItem
 from econas_hpc.errors import ConfigError, EnvironmentFault, StateError
+from econas_hpc.fsio import make_private_dir
 from econas_hpc.search.workitems import ExecOptions
 from econas_hpc.settings import CIFAR_BASE
 from econas_hpc.store.lock import DriverLock, acquire_lock
@@ -51,11 +52,11 @@ from econas_hpc.study.zoo import (
     unit_spec,
 )
 from econas_hpc.supervise import Supervisor, Tracked
+from econas_hpc.supervise.loop import drive
 from econas_hpc.train import SegmentSpec, read_result, result_path
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 60.0  # refresh the driver lock this often (other hosts judge staleness by it)
 SYNTHETIC_SEED = 0  # train.segment's: the synthetic dataset is one fixed dataset
 
 
@@ -128,6 +129,7 @@ def train_zoo(request: ZooTrainRequest) -> TrainSummary:
     store = ZooStore(paths.zoo)
     if not store.exists():
         raise StateError(f"zoo file {paths.zoo} does not exist; create it with `zoo create`")
+    make_private_dir(paths.units.parent, "zoo folder")  # another user's or a writable one: refused
     with acquire_lock(paths.zoo) as lock:
         zoo = store.load()
         check_rules(zoo, paths.zoo)
@@ -180,8 +182,9 @@ class _Context:
 
 
 class _Runner:
-    """The loop: submit, poll (one batched call), ingest, resubmit dead jobs, save. The job
-    mechanics and the retry policy are the supervisor's (the same as the search's)."""
+    """The zoo's units as a `supervise.loop.JobLoop`: submit, ingest, poll (one batched call),
+    resubmit dead jobs, save. The job mechanics and the retry policy are the supervisor's (the
+    same as the search's)."""
 
     def __init__(self, zoo: ZooState, store: ZooStore, ctx: _Context, summary: TrainSummary):
         self.zoo, self.store, self.ctx, self.summary = zoo, store, ctx, summary
@@ -200,7 +203,7 @@ class _Runner:
         self.specs: dict[Unit, SegmentSpec] = {}
         self.inflight: dict[Unit, Tracked] = {}
         self.queue: list[Unit] = []
-        self.beat = time.monotonic()
+        self.batch = 1
 
     def run(self, units: list[Unit]) -> None:
         self.specs = {
@@ -213,16 +216,42 @@ class _Runner:
         self._adopt(waiting)
         self.queue = [u for u in waiting if u not in self.inflight]
         # The debug executor trains inside submit(): one unit per call keeps the file current.
-        batch = 1 if self.jobs.kind == "debug" else max(1, len(self.queue))
-        while self.queue or self.inflight:
-            if self.queue:
-                self._submit(self.queue[:batch])
-                del self.queue[:batch]
-            if self._collect():
-                self.store.save(self.zoo)
-            elif self.inflight:
-                time.sleep(self.ctx.execution.poll_s)
-            self._heartbeat()
+        self.batch = 1 if self.jobs.kind == "debug" else max(1, len(self.queue))
+        drive(self, self.ctx.lock, self.ctx.execution.poll_s)
+
+    # --- `supervise.loop.JobLoop` -------------------------------------------------------------
+
+    def submit(self) -> None:
+        if self.queue:
+            self._submit(self.queue[: self.batch])
+            del self.queue[: self.batch]
+
+    def ingest(self) -> int:
+        done = [u for u in self.inflight if self._ingest(u)]
+        for unit in done:
+            del self.inflight[unit]
+        return len(done)
+
+    def finished(self) -> bool:
+        return not self.queue and not self.inflight
+
+    def poll(self) -> int:
+        """One batched poll; dead jobs' units are ingested (a result may have just landed),
+        retried, recorded as failed, or the runner stops (a fault a person must fix)."""
+        polled = self.jobs.poll(list(self.inflight.values()))
+        changed = 0
+        for tracked, verdict in polled.dead:
+            unit = next(u for u, t in self.inflight.items() if t.name == tracked.name)
+            del self.inflight[unit]
+            if self._ingest(unit):
+                changed += 1
+            else:
+                changed += self._give_up_or_retry(unit, tracked, verdict)
+        return changed
+
+    def save(self, changed: int) -> None:
+        if changed:
+            self.store.save(self.zoo)
 
     def _ingest(self, unit: Unit) -> bool:
         """Ingest the unit's final result if its file exists; True when it did."""
@@ -272,20 +301,6 @@ class _Runner:
         self.summary.submitted += len(units)
         log.info("submitted %d unit(s) to the %s executor", len(units), self.jobs.kind)
 
-    def _collect(self) -> bool:
-        """Ingest finished units and handle dead jobs; True when the zoo changed."""
-        polled = self.jobs.poll(list(self.inflight.values()))
-        dead = {tracked.name: verdict for tracked, verdict in polled.dead}
-        changed = False
-        for unit, tracked in list(self.inflight.items()):
-            if self._ingest(unit):  # after the poll: a job seen ending has written its result
-                del self.inflight[unit]
-                changed = True
-            elif tracked.name in dead:
-                del self.inflight[unit]
-                changed |= self._give_up_or_retry(unit, tracked, dead[tracked.name])
-        return changed
-
     def _give_up_or_retry(self, unit: Unit, tracked: Tracked, verdict: str) -> bool:
         decision = self.jobs.judge(tracked, verdict)
         why = f"job {tracked.job_id} ended {verdict} without a result ({decision.outcome.reason})"
@@ -304,8 +319,3 @@ class _Runner:
         self.zoo.results[unit.key] = failed_record(unit, why)
         self.summary.failed += 1
         return True
-
-    def _heartbeat(self) -> None:
-        if time.monotonic() - self.beat >= HEARTBEAT_S:
-            self.ctx.lock.refresh()
-            self.beat = time.monotonic()

@@ -18,14 +18,13 @@ from typing import Any
 
 from econas_hpc.errors import CheckpointError, ConfigError
 from econas_hpc.fsio import check_within
-from econas_hpc.settings import CIFAR_BASE, Base, Recipe
+from econas_hpc.settings import CIFAR_BASE, DATASETS, Base, Recipe
 from econas_hpc.space.genotype import Genotype
 
-__all__ = ["DATASETS", "STATUSES", "SegmentResult", "SegmentSpec", "read_result", "result_path"]
+__all__ = ["STATUSES", "SegmentResult", "SegmentSpec", "read_result", "result_path"]
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("synthetic", "cifar10", "digits")
 STATUSES = ("ok", "diverged", "unbuildable", "interrupted", "failed")
 METRICS = ("train_loss", "sel_acc", "test_acc")
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from econas_hpc.data.arrays import ArrayDataset
 from econas_hpc.data.augment import DeviceAugment, augment_for
-from econas_hpc.data.cifar import ArrayDataset, load_dataset, split_holdout, subset_for
+from econas_hpc.data.cifar import load_dataset, split_holdout, subset_for
 from econas_hpc.settings import Setting
 from econas_hpc.train import SegmentSpec
 

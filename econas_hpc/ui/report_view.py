@@ -79,6 +79,8 @@ def render_report(console: Console, report: Mapping[str, Any]) -> None:
         f"{report['cycle']} of {report['cycles_total']} cycles, {state}"
         + (", dry run" if report["dry_run"] else "")
     )
+    if report.get("score_kind"):
+        console.print(escape(str(report["score_kind"])))
     console.print(_cycle_table(report))
     front = _front_table(report["networks"])
     if front is not None:

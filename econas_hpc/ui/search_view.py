@@ -3,7 +3,8 @@
 This module owns how search progress looks: `SearchView` turns driver events into a live panel
 in a terminal, or into one plain, timestamped line per event when output is not a terminal (a
 batch job's log); `render_status` and `render_best` print the summaries of
-`econas_hpc.search.summary`. Renderers take plain data; they compute nothing and never exit.
+`econas_hpc.search.summary` (`search.runsummary.RunSummary` for `status`). Renderers compute
+nothing and never exit.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
+
+from econas_hpc.search.runsummary import RunSummary, UnreadableRun
 
 __all__ = ["SearchView", "format_duration", "render_best", "render_status"]
 
@@ -143,39 +146,32 @@ class SearchView:
 # --- status and best --------------------------------------------------------------------------
 
 
-def _overview(run: Mapping[str, Any]) -> Table:
+def _overview(run: RunSummary) -> Table:
     table = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
     table.add_column(style="bold")
     table.add_column()
-    pools = run["pools"]
-    best = run["pool_best"]
-    segs = run["segments"]
-    driver = run.get("driver")
+    pools, best, segs, driver = run.pools, run.pool_best, run.segments, run.driver
     table.add_row(
         "progress",
-        f"cycle {run['cycle']} of {run['cycles_total']} done "
-        f"({run['phase']}), {run['networks']} networks",
+        f"cycle {run.cycle} of {run.cycles_total} done ({run.phase}), {run.networks} networks",
     )
     table.add_row("pools", ", ".join(f"{p} {pools[p]} (best {_score(best[p])})" for p in POOLS))
     table.add_row(
         "segments",
         f"{segs['done']} done, {segs['running']} running, "
-        f"{segs['pending']} pending, {segs['failed']} failed; {run['retries']} retries",
+        f"{segs['pending']} pending, {segs['failed']} failed; {run.retries} retries",
     )
-    failures = run.get("failures") or {}
-    if failures:
-        own = ", ".join(f"{n} {k}" for k, n in sorted(failures.items()))
+    if run.failures:
+        own = ", ".join(f"{n} {k}" for k, n in sorted(run.failures.items()))
         table.add_row("failed networks", f"{own} (their own: never the environment's)")
-    for line in _waiting_lines(run.get("waiting") or []):
+    for line in _waiting_lines(run.waiting):
         table.add_row("[red]waiting[/red]", escape(f"{line}; fix it, then `resume`"))
-    rank = _proxy_rank(run)
-    if rank is not None:
-        table.add_row("proxy rank", rank)
-    table.add_row("device time", f"{run['gpu_hours']:.3f} h")
+    table.add_row("proxy rank", _proxy_rank(run))
+    table.add_row("device time", f"{run.gpu_hours:.3f} h")
     table.add_row(
         "time left",
-        f"about {format_duration(run['time_left_s'])}"
-        if run["phase"] != "done"
+        f"about {format_duration(run.time_left_s)}"
+        if run.phase != "done"
         else "none: the search is done",
     )
     who = (
@@ -186,31 +182,23 @@ def _overview(run: Mapping[str, Any]) -> Table:
     )
     table.add_row(
         "driver",
-        escape(
-            f"{who}; executor {run.get('executor') or '?'}"
-            + ("; dry run" if run.get("dry_run") else "")
-        ),
+        escape(f"{who}; executor {run.executor or '?'}" + ("; dry run" if run.dry_run else "")),
     )
-    if run.get("recovered_from_prev") or (
-        run.get("loaded_from") and run["loaded_from"] != run["state"]
-    ):
-        why = run.get("recovery") or f"main file unreadable; read {run['loaded_from']}"
+    if run.recovered_from_prev or (run.loaded_from and run.loaded_from != run.state):
+        why = run.recovery or f"main file unreadable; read {run.loaded_from}"
         table.add_row("[red]recovered[/red]", escape(f"from the previous snapshot: {why}"))
     return table
 
 
-def _proxy_rank(run: Mapping[str, Any]) -> Text | None:
+def _proxy_rank(run: RunSummary) -> Text:
     """Spearman P20~P40 and P40~P60 of the latest cycle, each below the run's threshold in red
-    with a warning; None for a summary without them."""
-    values = run.get("proxy_rank")
-    if not isinstance(values, Mapping):
-        return None
-    warn = run.get("proxy_rank_warn")
+    with a warning."""
+    warn = run.proxy_rank_warn
     text = Text("Spearman ")
     low = []
-    for index, (key, value) in enumerate(values.items()):
+    for index, (key, value) in enumerate(run.proxy_rank.items()):
         name = key.replace("_", "~")
-        below = value is not None and warn is not None and value < warn
+        below = value is not None and value < warn
         text.append(", " if index else "")
         text.append(f"{name} {_score(value)}", style="bold red" if below else "")
         if below:
@@ -304,24 +292,24 @@ def _waiting_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return [f"{r['segments']} segment(s) waiting: {r['label']}" for r in rows]
 
 
-def render_status(console: Console, runs: Sequence[Mapping[str, Any]]) -> None:
+def render_status(console: Console, runs: Sequence[RunSummary | UnreadableRun]) -> None:
     """Print one block per run: overview (cycle k of N, pools, proxy-rank Spearman with a
     warning below the threshold, segments, retries, device hours, time left, driver), the five
     best networks and, once retrained, their test errors. `runs`: `summary.summarize_all`."""
     if not runs:
         console.print("no runs found (state files are state/*.h5; give a path)")
     for run in runs:
-        console.rule(escape(str(run["state"])), align="left")
-        if "error" in run:
-            console.print(f"[red]cannot read:[/red] {escape(run['error'])}")
+        console.rule(escape(str(run.state)), align="left")
+        if isinstance(run, UnreadableRun):
+            console.print(f"[red]cannot read:[/red] {escape(run.error)}")
             continue
         console.print(_overview(run))
-        if run["best"]:
-            console.print(_leaders(run["best"], "best networks (furthest trained first)"))
-            if run.get("score_kind"):
-                console.print(escape(run["score_kind"]))
-        if run.get("retrain"):
-            console.print(_retrain_table(run["retrain"]))
+        if run.best:
+            console.print(_leaders(run.best, "best networks (furthest trained first)"))
+            if run.score_kind:
+                console.print(escape(run.score_kind))
+        if run.retrain:
+            console.print(_retrain_table(run.retrain))
 
 
 def render_best(console: Console, best: Mapping[str, Any]) -> None:

@@ -25,7 +25,7 @@ from econas_hpc.cluster import slurm_query
 from econas_hpc.cluster.accounting import Counters, JobLimits, segment_counters
 from econas_hpc.cluster.tasks import read_events
 from econas_hpc.records import RunState
-from econas_hpc.search.workitems import RunPaths
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.store.state import StateStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ def load(state_path: Path) -> RunState:
 def essence(state: RunState, attempts: bool = True) -> Any:
     """The state without job ids, times and the data directory (NaN as a string)."""
     data = state.to_dict()
-    for key in ("created", "updated"):
+    for key in ("created", "updated", "run_id"):  # run_id: made anew by each launch
         data.pop(key)
     data["config"] = {k: v for k, v in data["config"].items() if k != "data_dir"}
     drop = {"job_id", "submitted_at", "wall_s", "gpu_s"}

@@ -226,7 +226,8 @@ def _finished_run(tmp_path: Path) -> Path:
 
     from econas_hpc.records import NetworkRecord, RunState
     from econas_hpc.search.config import SearchConfig
-    from econas_hpc.search.workitems import ExecOptions, RunPaths, TrainOptions, write_run_file
+    from econas_hpc.search.runfile import ExecOptions, TrainOptions, write_run_file
+    from econas_hpc.search.runpaths import RunPaths
     from econas_hpc.space.sampling import sample_genotype
     from econas_hpc.store.state import StateStore
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from econas_hpc.cluster.accounting import JobLimits
-from econas_hpc.search.workitems import RunPaths
+from econas_hpc.search.runpaths import RunPaths
 
 from .search_helpers import (
     econas,
