@@ -16,11 +16,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from econas_hpc.errors import ConfigError, EconasError
-from econas_hpc.settings import DATASETS, NOTATION, PROFILES, Setting
+from econas_hpc.settings import CELL_OUTPUTS, DATASETS, NOTATION, PROFILES, Setting
 from econas_hpc.space.catalog import OP_SETS
 
 STRATEGIES: tuple[str, ...] = ("hierarchical", "single")
-CONCAT_MODES: tuple[str, ...] = ("clean", "faithful")
+CONCAT_MODES: tuple[str, ...] = CELL_OUTPUTS  # the search cells' rules (the zoo adds "all")
 MAX_SEGMENTS = 3  # the hierarchy has three pools, P20/P40/P60
 
 # field -> smallest allowed value, for the integer fields

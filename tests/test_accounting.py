@@ -24,8 +24,10 @@ from econas_hpc.cluster.accounting import (
     run_totals,
     segment_counters,
 )
+from econas_hpc.cluster.events import append_event, read_events
 from econas_hpc.cluster.options import ClusterOptions
-from econas_hpc.cluster.tasks import SegmentTask, WorkItem, append_event, read_events
+from econas_hpc.cluster.tasks import SegmentTask
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.space.catalog import get_builtin
 
 ITEM = "econas-r-abc-s1"

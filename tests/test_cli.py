@@ -200,6 +200,21 @@ def test_keyboard_interrupt_exits_130(
     assert capsys.readouterr().err.strip().splitlines() == ["econas-hpc: interrupted"]
 
 
+def test_keyboard_interrupt_of_a_search_says_what_was_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("econas_hpc.search.driver.run_search", interrupted)
+    assert main(["launch", "--state", str(tmp_path / "r.h5"), "--dry-run"]) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (
+        "econas-hpc: interrupted; nothing was charged to any network; jobs already submitted keep"
+        " running and `resume` re-attaches them"
+    )
+
+
 def test_python_dash_m_help() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "econas_hpc", "--help"],

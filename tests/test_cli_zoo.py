@@ -25,7 +25,7 @@ import pytest
 from matplotlib.image import imread
 
 from econas_hpc.cli import main
-from econas_hpc.cluster.tasks import read_events
+from econas_hpc.cluster.events import read_events
 from econas_hpc.store.zoo_state import ZooStore
 from econas_hpc.study import figures
 

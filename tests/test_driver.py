@@ -203,7 +203,7 @@ def test_resolve_launch_reads_tables_and_lists_valid_keys(tmp_path: Path) -> Non
     assert spec.execution.executor == "debug" and spec.execution.cluster.partition == "gpu"
     assert spec.execution.cluster.max_concurrent == 3
     demo = resolve_launch(None, {}, {}, demo=True)
-    assert demo.cfg.dataset == "synthetic" and not demo.cfg.dry_run and demo.train.layers
+    assert demo.cfg.dataset == "digits" and not demo.cfg.dry_run and demo.train.layers
     config.write_text("[search]\ncycels = 2\n")
     with pytest.raises(ConfigError, match=r"cycels.*valid keys: strategy, cycles"):
         resolve_launch(config, {}, {})

@@ -23,9 +23,9 @@ from econas_hpc.cluster.driver_job import (
     driver_options,
     submit_driver,
 )
+from econas_hpc.cluster.events import append_event
 from econas_hpc.cluster.options import ClusterOptions
 from econas_hpc.cluster.preflight import check_slurm, slurm_accounts
-from econas_hpc.cluster.tasks import append_event
 from econas_hpc.errors import ConfigError, StateError, SubmissionError
 from econas_hpc.search.live import cluster_status, fault_totals, live_jobs
 from econas_hpc.search.runsummary import UnreadableRun

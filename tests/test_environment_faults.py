@@ -222,3 +222,47 @@ def test_deleted_network_folder_and_corrupt_checkpoint_are_recomputed(
     state = StateStore(run).load()
     _assert_nothing_failed(state)
     assert _answer(state) == reference
+
+
+def test_a_stop_swallowed_by_a_finalizer_is_raised_at_the_next_tick() -> None:
+    """Ctrl-C delivered inside a weakref callback or `__del__` is printed and dropped by Python;
+    the driver loop must still stop (this once let a driver finish a run it was told to stop)."""
+    from econas_hpc import interrupts
+    from econas_hpc.supervise.loop import drive
+
+    class Swallowing:
+        def __del__(self) -> None:
+            try:
+                raise KeyboardInterrupt("stop")  # what a handler raises inside a finalizer
+            except KeyboardInterrupt as exc:
+                interrupts.record(exc)  # the CLI's handler records it before raising
+
+    class Loop:
+        ticks = 0
+
+        def submit(self) -> None:
+            self.ticks += 1
+            if self.ticks == 1:
+                Swallowing()  # collected at once; its exception never reaches the loop
+
+        def ingest(self) -> int:
+            return 1
+
+        def finished(self) -> bool:
+            return self.ticks >= 5
+
+        def poll(self) -> int:
+            return 0
+
+        def save(self, changed: int) -> None:
+            pass
+
+    class NoLock:
+        def refresh(self) -> None:
+            pass
+
+    loop = Loop()
+    with pytest.raises(KeyboardInterrupt):
+        drive(loop, NoLock(), poll_s=1.0, sleep=lambda s: None)  # type: ignore[arg-type]
+    assert loop.ticks == 1  # stopped at the tick after the swallowed stop, not at the end
+    interrupts.raise_if_pending()  # consumed: nothing owed any more

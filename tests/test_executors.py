@@ -15,6 +15,7 @@ import pytest
 from test_tasks import dry_item  # tests/ is on sys.path (pytest prepend import mode)
 
 from econas_hpc.cluster import slurm_query
+from econas_hpc.cluster.events import read_events
 from econas_hpc.cluster.executors import (
     ClusterOptions,
     LocalExecutor,
@@ -25,7 +26,6 @@ from econas_hpc.cluster.executors import (
     visible_gpus,
 )
 from econas_hpc.cluster.naming import PACKAGE_ROOT
-from econas_hpc.cluster.tasks import read_events
 from econas_hpc.errors import ConfigError, SubmissionError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,10 +30,13 @@ PURE_PREFIXES = (
     "econas_hpc.settings",
     "econas_hpc.errors",
     "econas_hpc.fsio",
+    "econas_hpc.interrupts",
     "econas_hpc.search.config",
     "econas_hpc.search.evolution",
+    "econas_hpc.search.ledger",
     "econas_hpc.search.rankstats",
     "econas_hpc.search.rngstate",
+    "econas_hpc.search.pareto",
     "econas_hpc.search.dryrun",
 )
 # The series of a run's report are pure functions of a snapshot: no training, no HDF5, no drawing.
@@ -187,7 +190,7 @@ def test_discovery_finds_the_package() -> None:
 # names a module or a package (then every module under it); the longest entry that matches a
 # module places it. The package root itself holds only `__version__` and sits at the bottom.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("econas_hpc", "econas_hpc.errors"),
+    ("econas_hpc", "econas_hpc.errors", "econas_hpc.interrupts"),
     ("econas_hpc.fsio", "econas_hpc.tomlfile", "econas_hpc.plotting"),  # files, TOML, canvas
     ("econas_hpc.settings", "econas_hpc.space"),
     ("econas_hpc.runconfig", "econas_hpc.records"),  # the typed config and the run's records
@@ -200,8 +203,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "econas_hpc.search.config",
         "econas_hpc.search.evolution",
+        "econas_hpc.search.ledger",
         "econas_hpc.search.rankstats",
         "econas_hpc.search.rngstate",
+        "econas_hpc.search.pareto",
         "econas_hpc.search.dryrun",
     ),
     ("econas_hpc.search",),

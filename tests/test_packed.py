@@ -22,6 +22,7 @@ from econas_hpc.train import checkpoint as ckpt
 from econas_hpc.train import result_path
 from econas_hpc.train.graphs import DeviceLRSGD, mutable_state, preserved
 from econas_hpc.train.packed import DataCache, Lane, close_lane, open_lane, run_packed, train_lanes
+from econas_hpc.train.restore import expect
 from econas_hpc.train.segment import SegmentResult, SegmentSpec, run_segment
 
 # 3 cells, 4 channels at c2, 8 px at r4: a few ms per step (as tests/test_segment.py).
@@ -225,21 +226,28 @@ def test_preserved_undoes_a_training_step() -> None:
 
 
 def test_a_failing_set_up_does_not_stop_the_others(tmp_path: Path, data_dir: Path) -> None:
+    # A lost checkpoint is recomputed (train/restore.py), so the failing set-up is a folder that
+    # holds another network's checkpoint: nothing a recompute can mend.
     good = _spec(tmp_path / "good", data_dir, GENOTYPES[1], SEEDS[1], 0, 1)
-    orphan = _spec(tmp_path / "orphan", data_dir, GENOTYPES[2], SEEDS[2], 1, 2)  # no epoch-1 ckpt
-    with pytest.raises(CheckpointError):
-        run_packed([orphan, good])
+    clash = _spec(tmp_path / "clash", data_dir, GENOTYPES[2], SEEDS[2], 1, 2)
+    other = _spec(tmp_path / "clash", data_dir, GENOTYPES[0], SEEDS[0], 0, 1)
+    ckpt.save_checkpoint(Path(clash.run_dir) / "checkpoints", 1, 0, {"meta": expect(other)})
+    with pytest.raises(CheckpointError, match="belongs to another run: arch_id"):
+        run_packed([clash, good])
     errors: dict[int, EconasError] = {}
-    results = run_packed([orphan, good], errors=errors)
+    results = run_packed([clash, good], errors=errors)
     assert [r.status for r in results] == ["failed", "ok"]
     assert list(errors) == [0] and isinstance(errors[0], CheckpointError)
-    assert not result_path(orphan).exists()  # a retry tries again
+    assert not result_path(clash).exists()  # a retry tries again
+    assert result_path(good).exists()
 
 
 def test_a_packed_job_trains_its_items_concurrently_and_exactly(tmp_path: Path) -> None:
     """`--segments-per-job K`: the worker task hands K training items to `run_packed`; each
     network ends as it would alone, and the events say the items were packed."""
-    from econas_hpc.cluster.tasks import SegmentTask, WorkItem, read_events
+    from econas_hpc.cluster.events import read_events
+    from econas_hpc.cluster.tasks import SegmentTask
+    from econas_hpc.cluster.workitem import WorkItem
 
     data = tmp_path / "data"
     items, alone = [], []

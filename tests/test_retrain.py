@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import torch
 
+from econas_hpc.cluster.events import append_event
 from econas_hpc.cluster.options import ClusterOptions, JobState
-from econas_hpc.cluster.tasks import WorkItem, append_event
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import StateError
 from econas_hpc.records import NetworkRecord, RunState
 from econas_hpc.search import retrain as retrain_module

@@ -19,7 +19,7 @@ import pytest
 from econas_hpc import fsio
 from econas_hpc.cli import main
 from econas_hpc.errors import EXIT_ENVIRONMENT, ConfigError, StateError
-from econas_hpc.search.workitems import RunPaths
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.store.binding import (
     RUN_ID_FILE,
     check_run_folder,

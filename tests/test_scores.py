@@ -7,8 +7,10 @@ from pathlib import Path
 
 from econas_hpc.records import NetworkRecord
 from econas_hpc.search.config import SearchConfig
+from econas_hpc.search.runfile import TrainOptions
+from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.search.scores import final_test_accuracy, score_meaning
-from econas_hpc.search.workitems import RunPaths, TrainOptions, result_file
+from econas_hpc.search.workitems import result_file
 from econas_hpc.space.catalog import get_builtin
 
 GENOTYPE = get_builtin("darts_v2")

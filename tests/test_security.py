@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -242,7 +243,7 @@ def test_checkpoints_and_results_never_follow_planted_links(tmp_path: Path, vict
 
 
 def test_events_are_never_appended_through_a_link(tmp_path: Path, victim: Path) -> None:
-    from econas_hpc.cluster.tasks import EVENTS_FILE, append_event
+    from econas_hpc.cluster.events import EVENTS_FILE, append_event
     from econas_hpc.fsio import UnsafePathError
 
     run_dir = tmp_path / "net"
@@ -276,7 +277,7 @@ def test_zoo_and_retrain_files_never_follow_planted_links(tmp_path: Path, victim
 
 def test_job_tables_and_figures_never_follow_planted_links(tmp_path: Path, victim: Path) -> None:
     from econas_hpc.cluster.registry import JobRegistry
-    from econas_hpc.cluster.tasks import WorkItem
+    from econas_hpc.cluster.workitem import WorkItem
     from econas_hpc.study.figures import plot_factor_lines
 
     registry = JobRegistry(tmp_path / "executor", "local")
@@ -299,12 +300,22 @@ def test_a_dry_run_launch_writes_through_no_planted_link(
     monkeypatch.chdir(tmp_path)
     Path("small.toml").write_text("[search]\ninitial_population = 8\n")
     root = tmp_path / "state" / "run1.d"
-    links = plant_links(tmp_path / "state" / "run1.h5", victim)  # r.h5.tmp -> victim, ...
-    links += plant_links(root / "run.json", victim)
-    links += plant_links(root / "submitting.json", victim)
-    links += plant_links(root / "executor" / "debug-jobs.json", victim)
+
+    def plant() -> list[Path]:
+        links = plant_links(tmp_path / "state" / "run1.h5", victim)  # r.h5.tmp -> victim, ...
+        links += plant_links(root / "run.json", victim)
+        links += plant_links(root / "submitting.json", victim)
+        return links + plant_links(root / "executor" / "debug-jobs.json", victim)
+
+    links = plant()
     argv = ["launch", "--config", "small.toml", "--cycles", "1", "--executor", "debug"]
+    # a folder that already holds files (here: the planted links) is no new run's: refused
+    assert main([*argv, "--dry-run"]) == 2
+    assert_untouched(victim, links)
+    shutil.rmtree(root)
     assert main([*argv, "--dry-run"]) == 0
+    links = plant()  # planted in the run's own folder: resume rewrites run.json past them
+    assert main(["resume", "state/run1.h5", "--executor", "debug"]) == 0
     assert (root / "run.json").is_file() and not (root / "run.json").is_symlink()
     assert_untouched(victim, links)
 
@@ -449,7 +460,7 @@ def test_a_traversing_network_id_in_the_state_is_refused_on_resume(
 
 
 def test_ids_that_become_folders_are_checked() -> None:
-    from econas_hpc.cluster.tasks import WorkItem
+    from econas_hpc.cluster.workitem import WorkItem
     from econas_hpc.errors import UnsafeNameError
     from econas_hpc.search.runpaths import RunPaths
     from econas_hpc.space.genotype import check_arch_id
@@ -557,7 +568,8 @@ def test_a_long_concat_range_is_refused_before_it_is_built(concat: str) -> None:
 def test_deeply_nested_genotype_json_is_one_line_not_a_traceback() -> None:
     from econas_hpc.cli import main
     from econas_hpc.errors import InvalidGenotypeError
-    from econas_hpc.space.genotype import MAX_TEXT, Genotype, parse_genotype
+    from econas_hpc.space.genotype import MAX_TEXT, Genotype
+    from econas_hpc.space.parse import parse_genotype
 
     deep = "[" * 40_000 + "]" * 40_000  # fits MAX_TEXT, deeper than the recursion limit
     with pytest.raises(InvalidGenotypeError, match="nested too deeply"):
@@ -605,7 +617,9 @@ def test_the_cli_refuses_unreasonable_sizes_with_one_line(tmp_path: Path) -> Non
 
 def test_deeply_nested_run_files_are_one_line_or_set_aside(tmp_path: Path) -> None:
     from econas_hpc.errors import StateError
-    from econas_hpc.search.workitems import RunPaths, read_outcome, read_run_file
+    from econas_hpc.search.outcomes import read_outcome
+    from econas_hpc.search.runfile import read_run_file
+    from econas_hpc.search.runpaths import RunPaths
 
     deep = "[" * 100_000 + "]" * 100_000
     paths = RunPaths.of(tmp_path / "run.h5")

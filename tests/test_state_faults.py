@@ -215,14 +215,17 @@ def test_status_and_best_report_the_fallback(
     store.save(older)
     store.save(newer)
     clean = summarize(store.path)
-    assert clean["recovered_from_prev"] is False and clean["recovery"] == ""
+    assert clean.recovered_from_prev is False and clean.recovery == ""
     with h5py.File(store.path, "r+") as handle:  # a silent change: the checksum no longer holds
         handle.attrs["seed"] = 12345
     status, best = summarize(store.path), best_genotypes(store.path)
-    for report in (status, best):
-        assert report["recovered_from_prev"] is True
-        assert "checksum mismatch" in report["recovery"] and "run1.h5.prev" in report["recovery"]
-    assert status["loaded_from"] == str(store.prev_path)
+    for flag, why in (
+        (status.recovered_from_prev, status.recovery),
+        (best["recovered_from_prev"], best["recovery"]),
+    ):
+        assert flag is True
+        assert "checksum mismatch" in why and "run1.h5.prev" in why
+    assert status.loaded_from == str(store.prev_path)
 
 
 def test_cli_status_and_best_say_they_recovered(

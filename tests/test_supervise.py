@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from econas_hpc.cluster.accounting import JobLimits, segment_counters
+from econas_hpc.cluster.events import read_events
 from econas_hpc.cluster.executors import make_executor
 from econas_hpc.cluster.options import ClusterOptions, JobState
-from econas_hpc.cluster.tasks import WorkItem, read_events
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.space.catalog import get_builtin
 from econas_hpc.supervise import (
     UNKNOWN_GRACE_S,

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from econas_hpc.cluster.events import append_event, read_events
 from econas_hpc.cluster.executors import CheckpointableTask
-from econas_hpc.cluster.tasks import SegmentTask, WorkItem, append_event, read_events
+from econas_hpc.cluster.tasks import SegmentTask
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import ConfigError
 from econas_hpc.space.catalog import get_builtin
 from econas_hpc.space.pseudo import dry_result

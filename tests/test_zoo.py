@@ -14,7 +14,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from econas_hpc.cluster import tasks
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import ConfigError, StateError
 from econas_hpc.search.runfile import ExecOptions
 from econas_hpc.space.catalog import ZOO_OPS

@@ -20,14 +20,14 @@ import sys
 from collections.abc import Callable
 
 from econas_hpc import __version__
-from econas_hpc.cli._bench import _add_bench_command
-from econas_hpc.cli._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, _configure_logging
-from econas_hpc.cli._compare import _add_compare_command
-from econas_hpc.cli._inspect import BASE_NAMES, _add_inspect_command, inspect_info
-from econas_hpc.cli._report import _add_report_command
-from econas_hpc.cli._search import DEFAULT_STATE, DEMO_STATE, _add_search_commands
-from econas_hpc.cli._train import _add_train_commands
-from econas_hpc.cli._zoo import ZOO_STATE, _add_zoo_commands
+from econas_hpc.cli._bench import add_bench_command
+from econas_hpc.cli._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, configure_logging
+from econas_hpc.cli._compare import add_compare_command
+from econas_hpc.cli._inspect import BASE_NAMES, add_inspect_command, inspect_info
+from econas_hpc.cli._report import add_report_command
+from econas_hpc.cli._search import DEFAULT_STATE, DEMO_STATE, add_search_commands
+from econas_hpc.cli._train import add_train_commands
+from econas_hpc.cli._zoo import ZOO_STATE, add_zoo_commands
 from econas_hpc.errors import CAUSES, EXIT_ENVIRONMENT, EconasError, EnvironmentFault, cause_of
 
 __all__ = [
@@ -51,13 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_inspect_command(commands)
-    _add_search_commands(commands)
-    _add_report_command(commands)
-    _add_zoo_commands(commands)
-    _add_train_commands(commands)
-    _add_bench_command(commands)
-    _add_compare_command(commands)
+    add_inspect_command(commands)
+    add_search_commands(commands)
+    add_report_command(commands)
+    add_zoo_commands(commands)
+    add_train_commands(commands)
+    add_bench_command(commands)
+    add_compare_command(commands)
     return parser
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    _configure_logging()
+    configure_logging()
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what --detach hands to the job
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         sys.stderr.write(f"{PROG}: error: {CAUSES[cause]}: {exc}\n")
         return EXIT_ENVIRONMENT
-    except KeyboardInterrupt as exc:  # a command may say what was kept (`_stops_cleanly`)
+    except KeyboardInterrupt as exc:  # a command may say what was kept (`stops_cleanly`)
         detail = f"; {exc}" if str(exc) else ""
         sys.stderr.write(f"{PROG}: interrupted{detail}\n")
         return EXIT_INTERRUPTED

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["add_bench_command"]
 
-def _add_bench_command(commands: Any) -> None:
+
+def add_bench_command(commands: Any) -> None:
     """`bench`: proxy training (ours vs. the official-code pipeline) or the driver's overhead."""
     from econas_hpc.bench.__main__ import add_arguments, run
 

@@ -13,7 +13,22 @@ from typing import Any
 
 from rich.console import Console
 
+from econas_hpc import interrupts
 from econas_hpc.cluster.options import EXECUTOR_KINDS
+
+__all__ = [
+    "EXEC_FLAGS",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "PROG",
+    "add_exec_options",
+    "add_time_limit",
+    "configure_logging",
+    "emit",
+    "json_line",
+    "picked",
+    "stops_cleanly",
+]
 
 PROG = "econas-hpc"
 EXIT_USAGE = 2
@@ -33,7 +48,7 @@ EXEC_FLAGS = (
 )
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     """Plain INFO logging to stderr, configured once for the whole process."""
     root = logging.getLogger()
     if not root.handlers:
@@ -49,18 +64,26 @@ KEPT = (
 
 
 @contextlib.contextmanager
-def _stops_cleanly(what: str) -> Iterator[None]:
+def stops_cleanly(what: str) -> Iterator[None]:
     """Ctrl-C and SIGTERM (a person's `kill`, the scheduler ending a driver job) stop `what`
     cleanly: the with-blocks unwind (the driver lock is released), nothing is charged, and the
     one line says so (Ctrl-C: exit 130; SIGTERM: an `InterruptedRun`, exit 3)."""
     from econas_hpc.errors import InterruptedRun
 
     def stop(signum: int, frame: object) -> None:
-        raise InterruptedRun(f"{what} stopped by SIGTERM; {KEPT}")
+        exc = InterruptedRun(f"{what} stopped by SIGTERM; {KEPT}")
+        interrupts.record(exc)  # raised again by the loop if a __del__ swallows it
+        raise exc
 
-    installed, previous = True, None
+    def ctrl_c(signum: int, frame: object) -> None:
+        exc = KeyboardInterrupt(KEPT)
+        interrupts.record(exc)
+        raise exc
+
+    installed, previous, previous_int = True, None, None
     try:
         previous = signal.signal(signal.SIGTERM, stop)
+        previous_int = signal.signal(signal.SIGINT, ctrl_c)
     except ValueError:  # not the main thread: leave signals alone
         installed = False
     try:
@@ -68,16 +91,18 @@ def _stops_cleanly(what: str) -> Iterator[None]:
     except KeyboardInterrupt:
         raise KeyboardInterrupt(KEPT) from None
     finally:
+        interrupts.clear()
         if installed:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
 
-def _picked(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+def picked(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
     """The options among `names` given on the command line (argparse defaults are None)."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def _emit(args: argparse.Namespace, data: dict[str, Any], render: Callable[..., None]) -> int:
+def emit(args: argparse.Namespace, data: dict[str, Any], render: Callable[..., None]) -> int:
     """One JSON line with --json, else the rich rendering; exit code 0."""
     if args.json:
         sys.stdout.write(json.dumps(data, sort_keys=True) + "\n")
@@ -86,7 +111,7 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], render: Callable[..., 
     return 0
 
 
-def _json_line(data: Any) -> str:
+def json_line(data: Any) -> str:
     """Strict JSON (NaN -> null): results carry NaN for what is not measured yet."""
 
     def clean(value: Any) -> Any:
@@ -99,7 +124,7 @@ def _json_line(data: Any) -> str:
     return json.dumps(clean(data), sort_keys=True) + "\n"
 
 
-def _add_time_limit(group: Any) -> None:
+def add_time_limit(group: Any) -> None:
     """`--time-limit MIN` (dest `timeout_min`), the one spelling of launch, resume, train,
     retrain and zoo train. `--timeout-min`, the old spelling of train and retrain, still works
     but is not shown."""
@@ -114,7 +139,7 @@ def _add_time_limit(group: Any) -> None:
     group.add_argument("--timeout-min", dest="timeout_min", type=int, help=argparse.SUPPRESS)
 
 
-def _add_exec_options(parser: argparse.ArgumentParser) -> None:
+def add_exec_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution options (may change on resume)")
     group.add_argument(
         "--executor",
@@ -138,7 +163,7 @@ def _add_exec_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="training device: auto, cpu, cuda, cuda:N (auto)")
     group.add_argument("--account", help="Slurm account")
     group.add_argument("--qos", help="Slurm QOS")
-    _add_time_limit(group)
+    add_time_limit(group)
     group.add_argument("--gpus-per-node", type=int, metavar="N", help="GPUs per segment job")
     group.add_argument(
         "--signal-delay",

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.cli._common import _json_line
+from econas_hpc.cli._common import json_line
+
+__all__ = ["add_compare_command"]
 
 COMPARE_FLAGS = ("budget_epochs", "top", "workers", "device", "work_dir")
 
@@ -28,7 +30,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         make_private_dir(out, "comparison folder")
     raw = run_compare(opts, out or Path(".bench/compare"))
     summary = summarize(raw, Setting.parse(opts.search.setting).e)
-    text = _json_line(summary)
+    text = json_line(summary)
     if out is not None:
         from econas_hpc.study.compare_figures import write_compare_figures
 
@@ -38,7 +40,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_compare_command(commands: Any) -> None:
+def add_compare_command(commands: Any) -> None:
     """The parser of `compare`."""
     compare = commands.add_parser(
         "compare",

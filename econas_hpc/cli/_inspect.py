@@ -13,6 +13,8 @@ from econas_hpc.errors import InvalidSettingError
 from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE
 from econas_hpc.ui.console import render_inspect
 
+__all__ = ["BASE_NAMES", "add_inspect_command", "inspect_info"]
+
 if TYPE_CHECKING:  # torch-backed: imported at call time so that `--help` answers at once
     from torch import nn
 
@@ -117,7 +119,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_inspect_command(commands: Any) -> None:
+def add_inspect_command(commands: Any) -> None:
     """The parser of `inspect`."""
     inspect = commands.add_parser(
         "inspect",

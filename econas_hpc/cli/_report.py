@@ -9,8 +9,10 @@ from typing import Any
 
 from rich.console import Console
 
-from econas_hpc.cli._common import _json_line
+from econas_hpc.cli._common import json_line
 from econas_hpc.ui.report_view import render_report
+
+__all__ = ["add_report_command"]
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -18,13 +20,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     report = run_report(args.state, args.out, draw=not args.no_figures)
     if args.json:
-        sys.stdout.write(_json_line(report))
+        sys.stdout.write(json_line(report))
     else:
         render_report(Console(), report)
     return 0
 
 
-def _add_report_command(commands: Any) -> None:
+def add_report_command(commands: Any) -> None:
     """The parser of `report STATE [--out DIR] [--json] [--no-figures]`."""
     report = commands.add_parser(
         "report",

@@ -9,12 +9,14 @@ from typing import Any
 
 from rich.console import Console
 
-from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _picked, _stops_cleanly
+from econas_hpc.cli._common import EXEC_FLAGS, add_exec_options, picked, stops_cleanly
 from econas_hpc.search.config import STRATEGIES
 from econas_hpc.search.runsummary import UnreadableRun
 from econas_hpc.settings import DATASETS, PROFILES
 from econas_hpc.ui.cluster_view import render_cluster
 from econas_hpc.ui.search_view import SearchView, render_best, render_status
+
+__all__ = ["DEFAULT_STATE", "DEMO_STATE", "add_search_commands"]
 
 DEFAULT_STATE = "state/run1.h5"
 DEMO_STATE = "state/demo.h5"
@@ -35,15 +37,15 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     from econas_hpc.search.launchfile import resolve_launch
     from econas_hpc.search.summary import summarize_all
 
-    search = _picked(args, SEARCH_FLAGS)
-    spec = resolve_launch(args.config, search, _picked(args, EXEC_FLAGS), demo=args.demo)
+    search = picked(args, SEARCH_FLAGS)
+    spec = resolve_launch(args.config, search, picked(args, EXEC_FLAGS), demo=args.demo)
     state = args.state or (DEMO_STATE if args.demo else DEFAULT_STATE)
     if args.detach:
         from econas_hpc.search.detach import detach_launch
 
         return _detached(detach_launch(state, spec, args.argv))
     console = Console()
-    with _stops_cleanly(f"run {state}"), SearchView(console, state, spec.cfg.cycles) as view:
+    with stops_cleanly(f"run {state}"), SearchView(console, state, spec.cfg.cycles) as view:
         run_search(state, spec.cfg, spec.execution, view, spec.train)
     render_status(console, summarize_all([state]))
     return 0
@@ -54,7 +56,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from econas_hpc.search.launchfile import resolve_launch
     from econas_hpc.search.summary import summarize_all
 
-    search = _picked(args, SEARCH_FLAGS)
+    search = picked(args, SEARCH_FLAGS)
     if args.config:  # only to refuse a different search: resume never changes it
         search = {**resolve_launch(args.config, {}, {}).cfg.to_dict(), **search}
     if search:
@@ -62,10 +64,10 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if args.detach:
         from econas_hpc.search.detach import detach_resume
 
-        return _detached(detach_resume(args.state, _picked(args, EXEC_FLAGS), args.argv))
+        return _detached(detach_resume(args.state, picked(args, EXEC_FLAGS), args.argv))
     console = Console()
-    with _stops_cleanly(f"run {args.state}"), SearchView(console, args.state) as view:
-        run_search(args.state, None, _picked(args, EXEC_FLAGS), view)
+    with stops_cleanly(f"run {args.state}"), SearchView(console, args.state) as view:
+        run_search(args.state, None, picked(args, EXEC_FLAGS), view)
     render_status(console, summarize_all([args.state]))
     return 0
 
@@ -148,18 +150,18 @@ def _add_launch_resume(commands: Any) -> None:
         "(econas_hpc/presets/demo.toml)",
     )
     _add_search_options(launch, "search options (fixed for the run)")
-    _add_exec_options(launch)
+    add_exec_options(launch)
     _add_detach(launch)
     launch.set_defaults(handler=_cmd_launch)
     resume = commands.add_parser("resume", help="continue a search from its state file")
     resume.add_argument("state", metavar="STATE", help="the run's state file")
     _add_search_options(resume, "search options (refused when they differ from the run's)")
-    _add_exec_options(resume)
+    add_exec_options(resume)
     _add_detach(resume)
     resume.set_defaults(handler=_cmd_resume)
 
 
-def _add_search_commands(commands: Any) -> None:
+def add_search_commands(commands: Any) -> None:
     """The parsers of launch, resume, status and best."""
     _add_launch_resume(commands)
     status = commands.add_parser("status", help="progress of runs, from their state files")

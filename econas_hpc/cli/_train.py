@@ -8,13 +8,14 @@ from typing import Any
 
 from rich.console import Console
 
-from econas_hpc.cli._common import EXIT_INTERRUPTED, _add_time_limit, _json_line, _picked
-from econas_hpc.cluster.options import EXECUTOR_KINDS
+from econas_hpc.cli._common import EXIT_INTERRUPTED, add_time_limit, json_line, picked
+from econas_hpc.cluster.options import EXECUTOR_KINDS, SUBMIT_KINDS
 from econas_hpc.settings import DATASETS, IMAGENET_BASE
 from econas_hpc.ui.search_view import render_retrain
 
+__all__ = ["add_train_commands"]
+
 SUBMIT_FLAGS = ("partition", "timeout_min", "account", "qos")
-SUBMIT_EXECUTORS = tuple(k for k in EXECUTOR_KINDS if k != "debug")  # `train` submits one job
 RETRAIN_FLAGS = (
     "executor",
     "partition",
@@ -43,13 +44,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         global_batch=args.batch_size,
         accumulate=args.accumulate,
         executor=submit,
-        execution=tuple(_picked(args, SUBMIT_FLAGS).items()),
+        execution=tuple(picked(args, SUBMIT_FLAGS).items()),
     )
     result = train_genotype(request)
     if args.json:
-        sys.stdout.write(_json_line(result))
+        sys.stdout.write(json_line(result))
     else:
-        Console().print_json(_json_line(result))
+        Console().print_json(json_line(result))
     status = result.get("status", "ok")  # a submission has no status yet
     return 0 if status == "ok" else EXIT_INTERRUPTED if status == "interrupted" else 1
 
@@ -62,11 +63,11 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
         setting=args.setting,
         seeds=args.seeds,
         wait=not args.no_wait,
-        execution=tuple(_picked(args, RETRAIN_FLAGS).items()),
+        execution=tuple(picked(args, RETRAIN_FLAGS).items()),
     )
     rows = summarize_retrain(retrain(args.state, options))
     if args.json:
-        sys.stdout.writelines(_json_line(row) for row in rows)
+        sys.stdout.writelines(json_line(row) for row in rows)
     else:
         title = f"retraining of {args.state} at {args.setting} (test error, mean ± std)"
         render_retrain(Console(), rows, title)
@@ -121,9 +122,9 @@ def _add_train_distribution(train: argparse.ArgumentParser) -> None:
         help="micro-batches per GPU and step (gradient accumulation)",
     )
     sub = train.add_argument_group("submission (--partition or --nodes > 1 submit to Slurm)")
-    sub.add_argument("--executor", choices=SUBMIT_EXECUTORS, help="submit instead of running")
+    sub.add_argument("--executor", choices=SUBMIT_KINDS, help="submit instead of running")
     sub.add_argument("--partition", help="Slurm partition")
-    _add_time_limit(sub)
+    add_time_limit(sub)
     sub.add_argument("--account")
     sub.add_argument("--qos")
 
@@ -146,14 +147,14 @@ def _add_retrain_parser(commands: Any) -> None:
     retrain.add_argument("--executor", choices=EXECUTOR_KINDS, help="default: the run's")
     retrain.add_argument("--partition", help="Slurm partition")
     retrain.add_argument("--gpus-per-node", type=int, help="GPUs per job (default: the run's)")
-    _add_time_limit(retrain)
+    add_time_limit(retrain)
     retrain.add_argument("--device", help="training device: auto, cpu, cuda, cuda:N")
     retrain.add_argument("--poll-interval", dest="poll_interval_s", type=float, metavar="S")
     retrain.add_argument("--json", action="store_true", help="one JSON object per network")
     retrain.set_defaults(handler=_cmd_retrain)
 
 
-def _add_train_commands(commands: Any) -> None:
+def add_train_commands(commands: Any) -> None:
     """The parsers of train and retrain."""
     _add_train_parser(commands)
     _add_retrain_parser(commands)

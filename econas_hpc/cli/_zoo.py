@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.cli._common import EXEC_FLAGS, _add_exec_options, _emit, _picked
+from econas_hpc.cli._common import EXEC_FLAGS, add_exec_options, emit, picked
 from econas_hpc.settings import DATASETS, PROFILES
 from econas_hpc.ui.zoo_view import render_zoo_created, render_zoo_report, render_zoo_trained
+
+__all__ = ["ZOO_STATE", "add_zoo_commands"]
 
 ZOO_STATE = "state/zoo1.h5"
 # `zoo train` offers the two sets its training-set size knows (`ZooTrainOptions.train_size`).
@@ -30,25 +32,25 @@ def _cmd_zoo_create(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "arch_ids": list(zoo.networks),
     }
-    return _emit(args, info, render_zoo_created)
+    return emit(args, info, render_zoo_created)
 
 
 def _cmd_zoo_train(args: argparse.Namespace) -> int:
     from econas_hpc.study.zoo_runner import ZooTrainRequest, execution_options, train_zoo
 
-    execution = execution_options(args.config, _picked(args, EXEC_FLAGS))
-    train = _picked(args, ZOO_TRAIN_FLAGS)
+    execution = execution_options(args.config, picked(args, EXEC_FLAGS))
+    train = picked(args, ZOO_TRAIN_FLAGS)
     request = ZooTrainRequest(
         args.zoo, args.settings, args.grid, args.reference, train, execution, args.max_attempts
     )
-    return _emit(args, train_zoo(request).to_dict(), render_zoo_trained)
+    return emit(args, train_zoo(request).to_dict(), render_zoo_trained)
 
 
 def _cmd_zoo_report(args: argparse.Namespace) -> int:
     from econas_hpc.study.report import ReportOptions, zoo_report
 
     options = ReportOptions(args.band, args.threshold, args.adopted, args.out, not args.no_figures)
-    return _emit(args, zoo_report(args.zoo, options), render_zoo_report)
+    return emit(args, zoo_report(args.zoo, options), render_zoo_report)
 
 
 def _add_zoo_train(zoo: Any) -> None:
@@ -65,14 +67,14 @@ def _add_zoo_train(zoo: Any) -> None:
     group.add_argument("--synthetic-train", type=int, metavar="N", help="synthetic images (5000)")
     group.add_argument("--synthetic-test", type=int, metavar="N", help="synthetic tests (1000)")
     group.add_argument("--profile", choices=PROFILES, help="supplement")
-    _add_exec_options(train)
+    add_exec_options(train)
     train.add_argument("--config", metavar="FILE", help="site file with a [slurm] table")
     train.add_argument("--max-attempts", type=int, default=2, help="submissions per unit (2)")
     train.add_argument("--json", action="store_true", help="print one JSON summary instead")
     train.set_defaults(handler=_cmd_zoo_train)
 
 
-def _add_zoo_commands(commands: Any) -> None:
+def add_zoo_commands(commands: Any) -> None:
     """The parsers of `zoo create`, `zoo train` and `zoo report`."""
     parser = commands.add_parser("zoo", help="the proxy-reliability study on a model zoo")
     zoo = parser.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")

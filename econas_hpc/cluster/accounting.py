@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from econas_hpc.cluster.events import append_event, read_events
 from econas_hpc.cluster.options import ClusterOptions
-from econas_hpc.cluster.tasks import append_event, read_events
 from econas_hpc.errors import CAUSES
 
 __all__ = [

@@ -13,9 +13,11 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from econas_hpc.cluster.events import ECONAS_JOB_ID
 from econas_hpc.cluster.options import ClusterOptions, JobState
 from econas_hpc.cluster.registry import JobRegistry, pack_items
-from econas_hpc.cluster.tasks import ECONAS_JOB_ID, SegmentTask, WorkItem
+from econas_hpc.cluster.tasks import SegmentTask
+from econas_hpc.cluster.workitem import WorkItem
 
 __all__ = ["DebugExecutor"]
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.fsio import make_private_dir, write_json_atomic
 
 __all__ = ["PACKAGE_ROOT", "ArrayManifests", "array_name", "job_name", "pythonpath_line"]

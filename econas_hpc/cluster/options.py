@@ -22,6 +22,8 @@ from econas_hpc.tomlfile import read_toml
 
 # Where segments run: in-process (debug), subprocesses here (local), Slurm job arrays (slurm).
 EXECUTOR_KINDS: tuple[str, ...] = ("debug", "local", "slurm")
+# Where `train` may submit its one job (the debug executor runs in-process: nothing to submit).
+SUBMIT_KINDS: tuple[str, ...] = tuple(k for k in EXECUTOR_KINDS if k != "debug")
 
 __all__ = [
     "ALIVE_STATES",

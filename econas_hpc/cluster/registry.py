@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.cluster.options import FINAL_STATES, JobState
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.fsio import make_private_dir, write_json_atomic
 
 __all__ = ["RegisteredJob", "JobRegistry", "pack_items"]

@@ -1,11 +1,11 @@
 """What runs on a worker: the task that runs `WorkItem`s (one segment each) in a worker thread.
 
-This module owns `SegmentTask` (the callable every executor runs; `executors.py` adds
+This module owns `SegmentTask` (the callable every executor runs; `executors.task` adds
 submitit's `checkpoint()` to it) and which runner a kind of item gets: training (one segment,
 or K packed segments trained concurrently), distributed ImageNet, and the dry-run item of
 `dryrun_item`. `WorkItem` (`workitem`) and the worker event log `<run_dir>/events.jsonl`
-(`events`) live in their own modules and are re-exported here. It never imports h5py, never
-opens the state file, and imports torch (through `train.segment`) only when a "train" item runs.
+(`events`) live in their own modules. It never imports h5py, never opens the state file, and
+imports torch (through `train.segment`) only when a "train" item runs.
 
 Threads and signals: submitit handles USR2 in the main thread, calls `checkpoint()`, then
 requeues the job and exits at once. So the items run in a worker thread while the main thread
@@ -30,22 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.cluster.dryrun_item import progress_path, run_dryrun
-from econas_hpc.cluster.events import ECONAS_JOB_ID, EVENTS_FILE, append_event, read_events
-from econas_hpc.cluster.workitem import DRYRUN_FAILURES, KINDS, WorkItem
+from econas_hpc.cluster.events import append_event
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import cause_of
 
-# WorkItem, the event log and the dry-run item live in their own modules; callers import them
-# from here as one worker-side namespace, so they are re-exported.
-__all__ = [
-    "DRYRUN_FAILURES",
-    "ECONAS_JOB_ID",
-    "EVENTS_FILE",
-    "KINDS",
-    "SegmentTask",
-    "WorkItem",
-    "append_event",
-    "read_events",
-]
+__all__ = ["SegmentTask"]
+# `WorkItem` stays reachable as `tasks.WorkItem`: job pickles written before the split name it
+# so, and a job queued across an upgrade must still unpickle.
 
 log = logging.getLogger(__name__)
 

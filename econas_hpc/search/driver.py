@@ -44,14 +44,9 @@ from econas_hpc.search.reconcile import (
     stop_for_environment,
     submit_planned,
 )
-from econas_hpc.search.workitems import (
-    ExecOptions,
-    ItemFactory,
-    RunPaths,
-    TrainOptions,
-    read_run_file,
-    write_run_file,
-)
+from econas_hpc.search.runfile import ExecOptions, TrainOptions, read_run_file, write_run_file
+from econas_hpc.search.runpaths import RunPaths
+from econas_hpc.search.workitems import ItemFactory
 from econas_hpc.store.binding import (
     check_folder_free,
     check_run_folder,

@@ -1,9 +1,10 @@
-"""The pure EcoNAS search policy: pools, tournament, cycle plans and result bookkeeping (spec 7.2).
+"""The pure EcoNAS search policy: pools, tournament and cycle plans (spec 7.2).
 
 This module owns what the search decides, as a deterministic function of the `RunState`, the
 `SearchConfig` and one numpy Generator owned by the caller (its state is saved with every plan,
 `CyclePlan.rng_state`). It performs no I/O, trains nothing and never imports torch or h5py; the
-driver executes plans and feeds results back through `apply_result`.
+driver executes plans and feeds results back through `apply_result`. How plans and results
+are recorded in the state is `search.ledger`'s (re-exported here).
 
 Choices the official code leaves open (documented here, tested in tests/test_evolution.py):
 - Pools are sorted best first, ties in birth order, by `pool_score`: profile `supplement` ranks
@@ -22,29 +23,30 @@ Choices the official code leaves open (documented here, tested in tests/test_evo
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from econas_hpc.errors import StateError
 from econas_hpc.records import (
-    FAILED_STATUSES,
     INITIAL_CYCLE,
     NAN,
-    OPEN_JOB_STATES,
     POOL_NAMES,
-    WORST_SCORE,
-    CycleRecord,
-    JobRecord,
     NetworkRecord,
     RunState,
-    cycle_tag,
     pool_name,
-    utc_now,
 )
 from econas_hpc.search.config import SearchConfig
+from econas_hpc.search.ledger import (
+    RESULT_STATUSES,
+    CyclePlan,
+    apply_plan,
+    apply_result,
+    finish_cycle,
+    is_planned,
+    open_jobs,
+    record_submission,
+)
 from econas_hpc.search.rankstats import (
     MIN_RANK_NETWORKS,
     average_ranks,
@@ -57,8 +59,9 @@ from econas_hpc.space.sampling import mutate, sample_genotype
 
 log = logging.getLogger(__name__)
 
-# The Generator's text form and the proxy-rank statistics live in their own modules; the policy
-# is read as one namespace (`evo.rng_from_json`, `evo.spearman`), so they are re-exported.
+# The plan ledger, the Generator's text form and the proxy-rank statistics live in their own
+# modules; the policy is read as one namespace (`evo.apply_plan`, `evo.spearman`), so they are
+# re-exported.
 __all__ = [
     "MIN_RANK_NETWORKS",
     "RESULT_STATUSES",
@@ -66,6 +69,7 @@ __all__ = [
     "apply_plan",
     "apply_result",
     "average_ranks",
+    "current_pools",
     "final_ranking",
     "finish_cycle",
     "is_planned",
@@ -73,6 +77,7 @@ __all__ = [
     "plan_cycle",
     "plan_initial",
     "plan_next",
+    "pool_score",
     "pools",
     "proxy_rank_spearman",
     "record_submission",
@@ -83,28 +88,6 @@ __all__ = [
     "summary_counts",
     "tournament",
 ]
-
-RESULT_STATUSES: tuple[str, ...] = ("ok", *FAILED_STATUSES)
-
-
-@dataclass(frozen=True, slots=True)
-class CyclePlan:
-    """What one cycle (or the initial phase, cycle -1) trains.
-
-    `continued`: (arch_id, segment to train) of networks trained further. `mothers`: tournament
-    winners in draw order. `children`: (arch_id, parent_id, genotype_json), segment 1 each.
-    `pool_sizes`/`pool_best`: the filtered pools the plan was drawn from (POOL_NAMES order).
-    `rng_state`: the Generator's state after planning, saved with the plan (write-ahead).
-    """
-
-    cycle: int
-    continued: tuple[tuple[str, int], ...]
-    mothers: tuple[str, ...]
-    children: tuple[tuple[str, str, str], ...]
-    pool_sizes: tuple[int, ...]
-    pool_best: tuple[float, ...]
-    rng_state: str
-
 
 # --- pools and tournament ---------------------------------------------------------------------
 
@@ -247,137 +230,6 @@ def plan_next(state: RunState, cfg: SearchConfig, rng: np.random.Generator) -> C
     if state.cycle == INITIAL_CYCLE:
         return plan_initial(cfg, rng)
     return plan_cycle(state, cfg, rng)
-
-
-# --- applying plans and results ---------------------------------------------------------------
-
-
-def is_planned(state: RunState) -> bool:
-    """True when `state.cycle` has been planned (its CycleRecord exists) but not finished."""
-    return bool(state.cycles) and state.cycles[-1].cycle == state.cycle
-
-
-def apply_plan(state: RunState, plan: CyclePlan) -> None:
-    """Record `plan` in `state` (write-ahead): children as pending networks, every segment to
-    train as a planned job, the CycleRecord, and the Generator state after planning.
-
-    Raises:
-        StateError: the plan is not for `state.cycle`, the cycle is already planned, or a child
-            or job already exists.
-    """
-    if plan.cycle != state.cycle or is_planned(state):
-        raise StateError(
-            f"plan for cycle {plan.cycle} cannot apply: state is at cycle {state.cycle}"
-            + (" and already planned" if is_planned(state) else "")
-        )
-    segments = state.config.segments_per_network
-    tag = cycle_tag(plan.cycle)
-    jobs = [JobRecord(a, s, tag) for a, s in plan.continued]
-    for arch_id, parent_id, genotype_json in plan.children:
-        if arch_id in state.networks:
-            raise StateError(f"plan child {arch_id} already exists in the population")
-        state.networks[arch_id] = NetworkRecord(
-            arch_id, parent_id, genotype_json, tag, tag, 0, (NAN,) * segments
-        )
-        jobs.append(JobRecord(arch_id, 1, tag))
-    for job in jobs:
-        if job.key in state.jobs:
-            raise StateError(f"job {job.key} already exists")
-        state.jobs[job.key] = job
-    state.cycles.append(
-        CycleRecord(
-            plan.cycle,
-            plan.continued,
-            plan.mothers,
-            tuple(c[0] for c in plan.children),
-            plan.pool_sizes,
-            plan.pool_best,
-        )
-    )
-    state.rng_state = plan.rng_state
-
-
-def apply_result(
-    state: RunState, arch_id: str, segment: int, score: float, status: str, cycle: int
-) -> bool:
-    """Record a concluded segment once; returns False (and changes nothing) for a repeat.
-
-    A repeat is a result for a segment already concluded or whose job is closed ("done" or
-    "failed"), e.g. a late duplicate after a retry. A non-"ok" status stores WORST_SCORE.
-
-    Raises:
-        StateError: unknown network or job, a segment out of order, a bad status, or a NaN
-            score with status "ok".
-    """
-    if status not in RESULT_STATUSES:
-        raise StateError(f"result status {status!r} is unknown; allowed: {RESULT_STATUSES}")
-    net = state.networks.get(arch_id)
-    job = state.jobs.get((arch_id, segment))
-    if net is None or job is None:
-        raise StateError(f"result for unknown network/job ({arch_id!r}, segment {segment})")
-    if net.segments_done >= segment or job.state not in OPEN_JOB_STATES:
-        return False
-    if segment != net.segments_done + 1:
-        raise StateError(
-            f"result for {arch_id} segment {segment} but only {net.segments_done} segment(s) done"
-        )
-    if status == "ok" and not (isinstance(score, float | int) and math.isfinite(score)):
-        raise StateError(f"result for {arch_id} segment {segment}: score {score!r} is not finite")
-    value = float(score) if status == "ok" else WORST_SCORE
-    scores = net.scores[: segment - 1] + (value,) + net.scores[segment:]
-    state.networks[arch_id] = replace(
-        net,
-        scores=scores,
-        segments_done=segment,
-        status=status,
-        last_cycle=max(net.last_cycle, cycle_tag(cycle)),
-    )
-    state.jobs[job.key] = replace(job, state="done" if status == "ok" else "failed")
-    return True
-
-
-def record_submission(
-    state: RunState, arch_id: str, segment: int, job_id: str, now: str = ""
-) -> None:
-    """Mark a job submitted (again): new job id, attempt + 1, network attempts + 1."""
-    job = state.jobs[(arch_id, segment)]
-    net = state.networks[arch_id]
-    state.jobs[job.key] = replace(
-        job,
-        job_id=job_id,
-        attempt=job.attempt + 1,
-        state="submitted",
-        submitted_at=now or utc_now(),
-        cause="",
-    )
-    state.networks[arch_id] = replace(net, attempts=net.attempts + 1)
-
-
-def open_jobs(state: RunState) -> list[JobRecord]:
-    """Jobs not yet concluded (planned, submitted or running), in planning order."""
-    return [job for job in state.jobs.values() if job.state in OPEN_JOB_STATES]
-
-
-def finish_cycle(state: RunState, wall_s: float = 0.0, gpu_s: float = 0.0) -> None:
-    """Close the planned cycle once all its jobs concluded: store its cost and the proxy's rank
-    consistency (`proxy_rank_spearman`), advance `cycle`.
-
-    Raises:
-        StateError: the cycle is not planned or some job is still open.
-    """
-    pending = open_jobs(state)
-    if not is_planned(state) or pending:
-        raise StateError(
-            f"cycle {state.cycle} cannot finish: "
-            + (f"{len(pending)} job(s) still open" if pending else "it was never planned")
-        )
-    state.cycles[-1] = replace(
-        state.cycles[-1],
-        wall_s=float(wall_s),
-        gpu_s=float(gpu_s),
-        proxy_rank_spearman=proxy_rank_spearman(state),
-    )
-    state.cycle += 1
 
 
 def search_done(state: RunState, cfg: SearchConfig) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from econas_hpc.cluster.options import load_cluster_options
 from econas_hpc.errors import ConfigError
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.search.workitems import ExecOptions, TrainOptions
+from econas_hpc.search.runfile import ExecOptions, TrainOptions
 from econas_hpc.tomlfile import read_toml
 
 __all__ = ["LAUNCH_TABLES", "PRESETS", "LaunchSpec", "resolve_launch"]

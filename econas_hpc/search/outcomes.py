@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from econas_hpc.fsio import UnsafePathError, check_within
-from econas_hpc.search.evolution import RESULT_STATUSES
+from econas_hpc.search.ledger import RESULT_STATUSES
 
 log = logging.getLogger(__name__)
 

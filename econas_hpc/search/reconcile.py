@@ -25,14 +25,9 @@ from econas_hpc.errors import CAUSES, EnvironmentFault
 from econas_hpc.records import OPEN_JOB_STATES, WORST_SCORE, JobRecord, RunState, utc_now
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.search.workitems import (
-    ItemFactory,
-    RunPaths,
-    SegmentOutcome,
-    read_outcome,
-    result_file,
-    segment_epochs,
-)
+from econas_hpc.search.outcomes import SegmentOutcome, read_outcome
+from econas_hpc.search.runpaths import RunPaths
+from econas_hpc.search.workitems import ItemFactory, result_file, segment_epochs
 from econas_hpc.store.state import StateStore
 from econas_hpc.supervise import Supervisor, Tracked
 

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.cluster.executors import make_executor
+from econas_hpc.cluster.options import SUBMIT_KINDS
 from econas_hpc.cluster.preflight import check_slurm
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import ConfigError, DataError
 from econas_hpc.fsio import FileSystemFault, NoSpaceError, make_private_dir
 from econas_hpc.runconfig import SEED_MAX
@@ -69,8 +70,9 @@ class TrainRequest:
     def __post_init__(self) -> None:
         if self.dataset not in TRAIN_DATASETS:
             raise ConfigError(f"dataset {self.dataset!r} is unknown; allowed: {TRAIN_DATASETS}")
-        if self.executor not in ("", "slurm", "local"):
-            raise ConfigError(f"executor {self.executor!r}; allowed: slurm, local (or none)")
+        if self.executor not in ("", *SUBMIT_KINDS):
+            allowed = ", ".join(SUBMIT_KINDS)
+            raise ConfigError(f"executor {self.executor!r}; allowed: {allowed} (or none)")
         if self.nodes < 1 or self.gpus_per_node < 1:
             raise ConfigError(
                 f"nodes={self.nodes} and gpus_per_node={self.gpus_per_node} must be >= 1"

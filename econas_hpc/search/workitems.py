@@ -16,38 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.records import JobRecord, RunState
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.search.outcomes import SegmentOutcome, read_outcome
-from econas_hpc.search.runfile import (
-    DryrunFault,
-    ExecOptions,
-    TrainOptions,
-    read_run_file,
-    write_run_file,
-)
+from econas_hpc.search.runfile import DryrunFault, ExecOptions, TrainOptions
 from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.settings import Setting, make_recipe
 from econas_hpc.train import SegmentSpec
 
-# Re-exported for the driver, `reconcile`, `retrain` and the zoo runner, which import them from
-# here; new code imports them from `runpaths`, `runfile` and `outcomes`.
 __all__ = [
-    "ExecOptions",
     "ItemFactory",
-    "RunPaths",
-    "SegmentOutcome",
-    "TrainOptions",
     "fault_for",
     "job_index",
     "network_seed",
-    "read_outcome",
-    "read_run_file",
     "result_file",
     "segment_epochs",
     "segment_spec",
-    "write_run_file",
 ]
 
 

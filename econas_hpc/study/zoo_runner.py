@@ -30,10 +30,10 @@ from typing import Any
 from econas_hpc.cluster.accounting import JobLimits
 from econas_hpc.cluster.executors import Executor, make_executor
 from econas_hpc.cluster.options import ALIVE_STATES, load_cluster_options
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import ConfigError, EnvironmentFault, StateError
 from econas_hpc.fsio import make_private_dir
-from econas_hpc.search.workitems import ExecOptions
+from econas_hpc.search.runfile import ExecOptions
 from econas_hpc.settings import CIFAR_BASE
 from econas_hpc.store.lock import DriverLock, acquire_lock
 from econas_hpc.store.zoo_state import ZooState, ZooStore

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from econas_hpc import interrupts
+
 __all__ = ["HEARTBEAT_S", "TICK_S", "JobLoop", "Lock", "drive"]
 
 HEARTBEAT_S = 60.0  # the driver lock's heartbeat (other hosts judge staleness by it)
@@ -52,6 +54,7 @@ def drive(
     """Run `loop` until `finished()`; see the module docstring. `sleep` is injectable."""
     last_poll, last_beat = float("-inf"), time.monotonic()
     while True:
+        interrupts.raise_if_pending()  # a Ctrl-C/SIGTERM a __del__ swallowed stops us here
         loop.submit()
         changed = loop.ingest()
         if loop.finished():

@@ -33,7 +33,7 @@ from typing import Any
 from econas_hpc.cluster.accounting import JobLimits
 from econas_hpc.cluster.executors import Executor
 from econas_hpc.cluster.options import FINAL_STATES, JobState
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.fsio import make_private_dir, write_json_atomic
 from econas_hpc.supervise.policy import Decision, decide, probe_environment, unknown_is_gone
 

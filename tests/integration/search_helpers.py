@@ -23,7 +23,7 @@ import pytest
 
 from econas_hpc.cluster import slurm_query
 from econas_hpc.cluster.accounting import Counters, JobLimits, segment_counters
-from econas_hpc.cluster.tasks import read_events
+from econas_hpc.cluster.events import read_events
 from econas_hpc.records import RunState
 from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.store.state import StateStore

@@ -20,9 +20,10 @@ import pytest
 import submitit
 
 from econas_hpc.cluster import slurm_query
+from econas_hpc.cluster.events import read_events
 from econas_hpc.cluster.executors import ClusterOptions, SlurmExecutor, make_executor
 from econas_hpc.cluster.options import ALIVE_STATES, FINAL_STATES
-from econas_hpc.cluster.tasks import WorkItem, read_events
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import SubmissionError
 from econas_hpc.space.catalog import get_builtin
 

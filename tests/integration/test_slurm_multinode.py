@@ -270,9 +270,9 @@ def test_imagenet_job_with_more_gpus_than_the_partition_has(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from econas_hpc.cli import main
-    from econas_hpc.cluster import tasks
+    from econas_hpc.cluster import workitem
 
-    if "imagenet" not in tasks.KINDS:
+    if "imagenet" not in workitem.KINDS:
         pytest.skip("cluster/tasks.py has no 'imagenet' work-item kind yet (see issue 8 notes)")
     data = write_synthetic_imagenet(tmp_path / "imagenet", classes=4, per_class=8, size=32)
     argv = [

@@ -32,7 +32,7 @@ from econas_hpc.cluster.options import (
     JobState,
     load_cluster_options,
 )
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import ConfigError
 from econas_hpc.fsio import make_private_dir
 

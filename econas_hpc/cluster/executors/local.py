@@ -24,11 +24,12 @@ from typing import Any
 import submitit
 import submitit.local.local
 
+from econas_hpc.cluster.events import ECONAS_JOB_ID
 from econas_hpc.cluster.executors.task import CheckpointableTask
 from econas_hpc.cluster.naming import PACKAGE_ROOT
 from econas_hpc.cluster.options import ClusterOptions, JobState
 from econas_hpc.cluster.registry import JobRegistry, RegisteredJob, pack_items
-from econas_hpc.cluster.tasks import ECONAS_JOB_ID, WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 
 log = logging.getLogger(__name__)
 

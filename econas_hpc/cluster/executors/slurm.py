@@ -27,7 +27,7 @@ from econas_hpc.cluster.executors.task import CheckpointableTask
 from econas_hpc.cluster.naming import ArrayManifests, array_name, id_key, job_name, pythonpath_line
 from econas_hpc.cluster.options import ClusterOptions, JobState
 from econas_hpc.cluster.registry import pack_items
-from econas_hpc.cluster.tasks import WorkItem
+from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import ConfigError, SubmissionError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from typing import Any
 import submitit
 
 from econas_hpc.cluster.naming import job_name
-from econas_hpc.cluster.tasks import SegmentTask, WorkItem
+from econas_hpc.cluster.tasks import SegmentTask
+from econas_hpc.cluster.workitem import WorkItem
 
 log = logging.getLogger(__name__)
 
