@@ -16,7 +16,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from econas_hpc.errors import ConfigError, EconasError
-from econas_hpc.settings import CELL_OUTPUTS, DATASETS, NOTATION, PROFILES, Setting
+from econas_hpc.recipes import CELL_OUTPUTS, PROFILES
+from econas_hpc.settings import DATASETS, NOTATION, Setting
 from econas_hpc.space.catalog import OP_SETS
 
 STRATEGIES: tuple[str, ...] = ("hierarchical", "single")
@@ -75,7 +76,7 @@ class SearchConfig:
     """The resolved configuration of one search run (stored in the state file; fixed on resume).
 
     `concat_mode` "" follows the profile (supplement -> clean, official -> faithful, as
-    `settings.make_recipe` does) and is stored resolved. With strategy "single" every network
+    `recipes.make_recipe` does) and is stored resolved. With strategy "single" every network
     trains once over the whole setting (`segments_per_network` 1, `epochs_per_segment` e) and
     `segments`, `segment_epochs`, `continue_*` and `mothers_p*` are unused.
     """

@@ -21,7 +21,8 @@ from econas_hpc.data.digits import (
     load_digits_split,
     stratified_test_indices,
 )
-from econas_hpc.settings import Base, Setting, make_recipe
+from econas_hpc.recipes import make_recipe
+from econas_hpc.settings import Base, Setting
 from econas_hpc.space.catalog import get_builtin
 from econas_hpc.train.segment import SegmentSpec, run_segment
 

@@ -17,17 +17,10 @@ import pytest
 from econas_hpc.cli import main
 from econas_hpc.data.cifar import ArrayDataset, subset_for
 from econas_hpc.errors import InvalidSettingError, StateError
+from econas_hpc.recipes import Recipe, make_recipe
 from econas_hpc.records import RunState
 from econas_hpc.search.config import SearchConfig
-from econas_hpc.settings import (
-    CIFAR_BASE,
-    NOTATION,
-    Recipe,
-    Setting,
-    check_notation,
-    make_recipe,
-    reduce_level,
-)
+from econas_hpc.settings import CIFAR_BASE, NOTATION, Setting, check_notation, reduce_level
 from econas_hpc.space.catalog import ZOO_OPS
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.sampling import mutate, reconcat, sample_genotype

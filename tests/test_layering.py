@@ -24,10 +24,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "econas_hpc"
 HEAVY = ("torch", "h5py", "submitit", "rich", "matplotlib", "scipy", "torchvision")
-# standard library + numpy only (interfaces.md: space, settings, errors, the pure search policy)
+# standard library + numpy only (interfaces.md: space, settings, recipes, errors, the pure search
+# policy)
 PURE_PREFIXES = (
     "econas_hpc.space",
     "econas_hpc.settings",
+    "econas_hpc.recipes",
     "econas_hpc.errors",
     "econas_hpc.fsio",
     "econas_hpc.interrupts",
@@ -192,7 +194,7 @@ def test_discovery_finds_the_package() -> None:
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("econas_hpc", "econas_hpc.errors", "econas_hpc.interrupts"),
     ("econas_hpc.fsio", "econas_hpc.tomlfile", "econas_hpc.plotting"),  # files, TOML, canvas
-    ("econas_hpc.settings", "econas_hpc.space"),
+    ("econas_hpc.settings", "econas_hpc.recipes", "econas_hpc.space"),
     ("econas_hpc.runconfig", "econas_hpc.records"),  # the typed config and the run's records
     ("econas_hpc.nn", "econas_hpc.data"),
     ("econas_hpc.train",),

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from econas_hpc.errors import CheckpointError, EconasError
-from econas_hpc.settings import Base, Recipe, Setting, make_recipe
+from econas_hpc.recipes import Recipe, make_recipe
+from econas_hpc.settings import Base, Setting
 from econas_hpc.space.catalog import get_builtin
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.sampling import sample_genotype

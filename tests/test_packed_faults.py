@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from econas_hpc.settings import Base, Setting, make_recipe
+from econas_hpc.recipes import make_recipe
+from econas_hpc.settings import Base, Setting
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.sampling import sample_genotype
 from econas_hpc.train import SegmentSpec, segment

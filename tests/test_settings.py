@@ -8,18 +8,8 @@ import math
 import pytest
 
 from econas_hpc.errors import ConfigError, InvalidSettingError
-from econas_hpc.settings import (
-    CIFAR_BASE,
-    IMAGENET_BASE,
-    ORIGINAL,
-    PROFILES,
-    PROXY,
-    Base,
-    Recipe,
-    Setting,
-    lr_at,
-    make_recipe,
-)
+from econas_hpc.recipes import PROFILES, Recipe, lr_at, make_recipe
+from econas_hpc.settings import CIFAR_BASE, IMAGENET_BASE, ORIGINAL, PROXY, Base, Setting
 
 TINY = Base("tiny", 4, 8, 2, 10, 64)
 

@@ -204,7 +204,8 @@ def test_unreadable_data_waits_for_a_person_uncharged(
 ) -> None:
     """A real training item on an empty CIFAR-10 folder (no download from here): the data
     cause, never charged, and the run waits instead of resubmitting."""
-    from econas_hpc.settings import Setting, make_recipe
+    from econas_hpc.recipes import make_recipe
+    from econas_hpc.settings import Setting
     from econas_hpc.train import SegmentSpec, result_path
 
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")

@@ -177,7 +177,8 @@ def test_task_pickles_without_its_threads(tmp_path: Path) -> None:
 def test_train_item_passes_stop_and_copies_the_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from econas_hpc.settings import PROXY, make_recipe
+    from econas_hpc.recipes import make_recipe
+    from econas_hpc.settings import PROXY
     from econas_hpc.train import SegmentSpec
 
     spec = SegmentSpec(

@@ -21,17 +21,14 @@ from econas_hpc.space.catalog import ZOO_OPS
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.store.zoo_state import ZooCost, ZooResult, ZooState, ZooStore
 from econas_hpc.study.report import ReportOptions, build_report, entropy_lines
-from econas_hpc.study.zoo import (
-    Unit,
-    ZooPaths,
+from econas_hpc.study.zoo import Unit, ZooPaths, create_zoo, sample_zoo
+from econas_hpc.study.zoo_plan import (
     ZooTrainOptions,
     add_settings,
-    create_zoo,
     plan_units,
     requested_settings,
     resolve_train_options,
     result_record,
-    sample_zoo,
     unit_spec,
 )
 from econas_hpc.study.zoo_runner import ZooTrainRequest, train_zoo

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from econas_hpc.errors import ConfigError
+from econas_hpc.recipes import make_recipe
 from econas_hpc.records import JobRecord, cycle_tag
 from econas_hpc.search import evolution as evo
 from econas_hpc.search.config import SearchConfig
@@ -45,7 +46,7 @@ from econas_hpc.search.dryrun import new_state
 from econas_hpc.search.runfile import TrainOptions
 from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.search.workitems import segment_spec
-from econas_hpc.settings import Setting, make_recipe
+from econas_hpc.settings import Setting
 from econas_hpc.space.sampling import sample_genotype
 from econas_hpc.tomlfile import read_toml
 from econas_hpc.train import SegmentResult, SegmentSpec

@@ -33,7 +33,8 @@ from typing import Any
 import torch
 
 from econas_hpc.bench.workload import bench_specs, device_label, genotypes
-from econas_hpc.settings import Setting, make_recipe
+from econas_hpc.recipes import make_recipe
+from econas_hpc.settings import Setting
 from econas_hpc.train import SegmentResult, SegmentSpec
 from econas_hpc.train import checkpoint as ckpt
 from econas_hpc.train.graphs import DeviceLRSGD, count_syncs

@@ -30,7 +30,8 @@ import torch
 from econas_hpc.bench.reference import ReferenceConfig, reference_steps, run_reference
 from econas_hpc.bench.workload import bench_specs, device_label, genotypes
 from econas_hpc.errors import ConfigError
-from econas_hpc.settings import Recipe, Setting, make_recipe
+from econas_hpc.recipes import Recipe, make_recipe
+from econas_hpc.settings import Setting
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.train import SegmentSpec
 from econas_hpc.train.graphs import count_syncs

@@ -29,7 +29,8 @@ from torchvision import transforms
 
 from econas_hpc.data.augment import CIFAR_MEAN, CIFAR_STD
 from econas_hpc.nn.network import build_network
-from econas_hpc.settings import Base, Recipe, Setting
+from econas_hpc.recipes import Recipe
+from econas_hpc.settings import Base, Setting
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.train.graphs import count_syncs
 

@@ -10,9 +10,10 @@ from typing import Any
 from rich.console import Console
 
 from econas_hpc.cli._common import EXEC_FLAGS, add_exec_options, picked, stops_cleanly
+from econas_hpc.recipes import PROFILES
 from econas_hpc.search.config import STRATEGIES
 from econas_hpc.search.runsummary import UnreadableRun
-from econas_hpc.settings import DATASETS, PROFILES
+from econas_hpc.settings import DATASETS
 from econas_hpc.ui.cluster_view import render_cluster
 from econas_hpc.ui.search_view import SearchView, render_best, render_status
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.cli._common import EXEC_FLAGS, add_exec_options, emit, picked
-from econas_hpc.settings import DATASETS, PROFILES
+from econas_hpc.recipes import PROFILES
+from econas_hpc.settings import DATASETS
 from econas_hpc.ui.zoo_view import render_zoo_created, render_zoo_report, render_zoo_trained
 
 __all__ = ["ZOO_STATE", "add_zoo_commands"]

@@ -34,11 +34,12 @@ from econas_hpc.cluster.events import read_events
 from econas_hpc.cluster.executors import make_executor
 from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import ConfigError, EnvironmentFault, StateError
+from econas_hpc.recipes import make_recipe
 from econas_hpc.search.evolution import final_ranking
 from econas_hpc.search.runfile import ExecOptions, TrainOptions, read_run_file
 from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.search.summary import summarize_retrain  # file-only: status reads it too
-from econas_hpc.settings import Setting, make_recipe
+from econas_hpc.settings import Setting
 from econas_hpc.space.genotype import check_arch_id
 from econas_hpc.store.lock import acquire_lock
 from econas_hpc.store.retrain_table import RetrainRecord, write_retrain_table

@@ -18,8 +18,9 @@ from typing import Any
 from econas_hpc.cluster.options import EXECUTOR_KINDS, ClusterOptions, load_cluster_options
 from econas_hpc.errors import ConfigError, StateError
 from econas_hpc.fsio import check_private, make_private_dir, write_json_atomic
+from econas_hpc.recipes import make_recipe
 from econas_hpc.search.runpaths import RunPaths
-from econas_hpc.settings import CIFAR_BASE, Base, Setting, make_recipe
+from econas_hpc.settings import CIFAR_BASE, Base, Setting
 
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 FAULT_KINDS: tuple[str, ...] = ("crash", "hang", "diverge")
@@ -39,7 +40,7 @@ class TrainOptions:
 
     `layers`: cells of the network (0 = the base's, 20 for CIFAR-10); a smaller value gives the
     tiny networks of demos and tests. `recipe`: (field, value) overrides of the search recipe
-    (`settings.make_recipe`), e.g. a smaller `batch_size` for tiny datasets. Where segments
+    (`recipes.make_recipe`), e.g. a smaller `batch_size` for tiny datasets. Where segments
     train (the device) is an execution option, `ExecOptions.device`.
     """
 

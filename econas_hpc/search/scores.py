@@ -16,12 +16,13 @@ import math
 
 from econas_hpc.data.digits import TEST_SIZE as DIGITS_TEST
 from econas_hpc.data.digits import TRAIN_SIZE as DIGITS_TRAIN
+from econas_hpc.recipes import make_recipe
 from econas_hpc.records import NetworkRecord
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.runfile import TrainOptions
 from econas_hpc.search.runpaths import RunPaths
 from econas_hpc.search.workitems import result_file
-from econas_hpc.settings import Setting, make_recipe
+from econas_hpc.settings import Setting
 
 __all__ = ["dataset_sizes", "final_test_accuracy", "score_meaning"]
 

@@ -31,9 +31,10 @@ from econas_hpc.cluster.preflight import check_slurm
 from econas_hpc.cluster.workitem import WorkItem
 from econas_hpc.errors import ConfigError, DataError
 from econas_hpc.fsio import FileSystemFault, NoSpaceError, make_private_dir
+from econas_hpc.recipes import make_recipe
 from econas_hpc.runconfig import SEED_MAX
 from econas_hpc.search.runfile import ExecOptions
-from econas_hpc.settings import CIFAR_BASE, DATASETS, IMAGENET_BASE, Setting, make_recipe
+from econas_hpc.settings import CIFAR_BASE, DATASETS, IMAGENET_BASE, Setting
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.space.parse import parse_genotype
 from econas_hpc.train import SegmentSpec, result_path

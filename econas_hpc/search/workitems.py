@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.cluster.workitem import WorkItem
+from econas_hpc.recipes import make_recipe
 from econas_hpc.records import JobRecord, RunState
 from econas_hpc.search.config import SearchConfig
 from econas_hpc.search.runfile import DryrunFault, ExecOptions, TrainOptions
 from econas_hpc.search.runpaths import RunPaths
-from econas_hpc.settings import Setting, make_recipe
+from econas_hpc.settings import Setting
 from econas_hpc.train import SegmentSpec
 
 __all__ = [

@@ -37,12 +37,10 @@ from econas_hpc.search.runfile import ExecOptions
 from econas_hpc.settings import CIFAR_BASE
 from econas_hpc.store.lock import DriverLock, acquire_lock
 from econas_hpc.store.zoo_state import ZooState, ZooStore
-from econas_hpc.study.zoo import (
-    Unit,
-    ZooPaths,
+from econas_hpc.study.zoo import Unit, ZooPaths, check_rules
+from econas_hpc.study.zoo_plan import (
     ZooTrainOptions,
     add_settings,
-    check_rules,
     compute_costs,
     failed_record,
     plan_units,

@@ -18,7 +18,8 @@ from typing import Any
 
 from econas_hpc.errors import CheckpointError, ConfigError
 from econas_hpc.fsio import check_within
-from econas_hpc.settings import CIFAR_BASE, DATASETS, Base, Recipe
+from econas_hpc.recipes import Recipe
+from econas_hpc.settings import CIFAR_BASE, DATASETS, Base
 from econas_hpc.space.genotype import Genotype
 
 __all__ = ["STATUSES", "SegmentResult", "SegmentSpec", "read_result", "result_path"]

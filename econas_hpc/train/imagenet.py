@@ -44,7 +44,8 @@ from econas_hpc.data.imagenet import make_imagenet_loaders
 from econas_hpc.errors import CheckpointError
 from econas_hpc.nn.cost import count_params
 from econas_hpc.nn.network import build_network
-from econas_hpc.settings import Recipe, Setting, lr_at
+from econas_hpc.recipes import Recipe, lr_at
+from econas_hpc.settings import Setting
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.train import checkpoint as ckpt
 from econas_hpc.train.distributed import Dist, DistEnv, detect_env, resolve_device

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from econas_hpc.errors import ConfigError
-from econas_hpc.settings import IMAGENET_BASE, Base, Recipe, Setting, make_recipe
+from econas_hpc.recipes import Recipe, make_recipe
+from econas_hpc.settings import IMAGENET_BASE, Base, Setting
 from econas_hpc.space.genotype import Genotype
 
 __all__ = [

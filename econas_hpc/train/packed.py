@@ -38,7 +38,8 @@ import torch
 
 from econas_hpc.data.augment import epoch_order
 from econas_hpc.errors import EconasError
-from econas_hpc.settings import Setting, lr_at
+from econas_hpc.recipes import lr_at
+from econas_hpc.settings import Setting
 from econas_hpc.train import SegmentResult, SegmentSpec
 from econas_hpc.train.graphs import DeviceLRSGD, GraphedNetwork, GraphShapes
 from econas_hpc.train.loop import close_epoch, interrupt

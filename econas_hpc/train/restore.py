@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from econas_hpc.errors import CheckpointError
-from econas_hpc.settings import Recipe
+from econas_hpc.recipes import Recipe
 from econas_hpc.train import METRICS, SegmentSpec
 from econas_hpc.train import checkpoint as ckpt
 from econas_hpc.train.loop import LoopState, fresh_metrics

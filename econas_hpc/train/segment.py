@@ -37,7 +37,8 @@ from econas_hpc.data.augment import epoch_order, mix_seed
 from econas_hpc.errors import CheckpointError, UnbuildableGenotypeError
 from econas_hpc.nn.cost import count_params
 from econas_hpc.nn.network import build_network
-from econas_hpc.settings import Setting, lr_at
+from econas_hpc.recipes import lr_at
+from econas_hpc.settings import Setting
 from econas_hpc.space.genotype import Genotype
 from econas_hpc.train import METRICS, SegmentResult, SegmentSpec, read_result, result_path
 from econas_hpc.train import checkpoint as ckpt

@@ -20,7 +20,8 @@ from econas_hpc.bench.equivalence import CheckSize, check_gpu_paths
 from econas_hpc.bench.proxy import run_bench
 from econas_hpc.bench.workload import bench_specs, genotypes
 from econas_hpc.nn.network import build_network
-from econas_hpc.settings import Setting, make_recipe
+from econas_hpc.recipes import make_recipe
+from econas_hpc.settings import Setting
 from econas_hpc.space.catalog import get_builtin
 from econas_hpc.train.graphs import DeviceLRSGD, GraphedNetwork, GraphShapes, count_syncs
 from econas_hpc.train.packed import close_lane, open_lanes
