@@ -266,3 +266,24 @@ def test_a_stop_swallowed_by_a_finalizer_is_raised_at_the_next_tick() -> None:
         drive(loop, NoLock(), poll_s=1.0, sleep=lambda s: None)  # type: ignore[arg-type]
     assert loop.ticks == 1  # stopped at the tick after the swallowed stop, not at the end
     interrupts.raise_if_pending()  # consumed: nothing owed any more
+
+
+def test_a_stop_swallowed_by_a_finalizer_prints_no_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python hands a stop raised inside a finalizer to `sys.unraisablehook`, which prints
+    "Exception ignored ... Traceback"; under `stops_cleanly` the hook stays quiet for stops (the
+    job loop raises the recorded stop) and passes anything else on."""
+    import types
+
+    from econas_hpc.cli._common import stops_cleanly
+
+    seen: list[BaseException] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: seen.append(info.exc_value))
+    stop, other = KeyboardInterrupt("stop"), ValueError("a real bug")
+    with stops_cleanly("run x"):
+        for exc in (stop, other):
+            sys.unraisablehook(types.SimpleNamespace(exc_value=exc))  # what Python calls
+    assert seen == [other]
+    sys.unraisablehook(types.SimpleNamespace(exc_value=stop))  # restored afterwards
+    assert seen == [other, stop]

@@ -80,10 +80,18 @@ def stops_cleanly(what: str) -> Iterator[None]:
         interrupts.record(exc)
         raise exc
 
+    def unraisable(info: Any) -> None:
+        # A stop raised inside a finalizer is dropped by Python and printed as a traceback; it
+        # was recorded, the job loop raises it again, so say nothing here.
+        if not isinstance(info.exc_value, KeyboardInterrupt | InterruptedRun):
+            previous_hook(info)
+
     installed, previous, previous_int = True, None, None
+    previous_hook = sys.unraisablehook
     try:
         previous = signal.signal(signal.SIGTERM, stop)
         previous_int = signal.signal(signal.SIGINT, ctrl_c)
+        sys.unraisablehook = unraisable
     except ValueError:  # not the main thread: leave signals alone
         installed = False
     try:
@@ -95,6 +103,7 @@ def stops_cleanly(what: str) -> Iterator[None]:
         if installed:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, previous_int)
+            sys.unraisablehook = previous_hook
 
 
 def picked(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
